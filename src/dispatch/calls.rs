@@ -1,0 +1,162 @@
+//! The call-load table of algorithm 10 (reference §4.11, §9).
+//!
+//! Maps a Call-ID (exact, case-sensitive bytes) to the set and `duid` whose load it counts,
+//! with two deadlines: `ds_hash_expire` from creation (never refreshed) and
+//! `ds_hash_initexpire` while the call is unconfirmed. Algorithm 10 is inherently stateful and
+//! must insert the Call-ID, so unlike the rest of selection this table takes a lock and
+//! allocates: it is sharded (one `Mutex<HashMap>` per shard, shard count derived from
+//! `ds_hash_size`) so workers rarely contend. Kamailio's bucket function (`core_case_hash`) is
+//! internal; any map gives the same observable behaviour. Time is passed in.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::SetId;
+use super::snapshot::lock;
+
+/// One counted call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallEntry {
+    /// Set the call was dispatched in.
+    pub set: SetId,
+    /// `duid` of the destination that carries the load.
+    pub duid: Box<[u8]>,
+    /// A 2xx to the INVITE was seen.
+    pub confirmed: bool,
+    /// Removal deadline from creation.
+    pub expire: Instant,
+    /// Removal deadline while unconfirmed.
+    pub initexpire: Instant,
+}
+
+type Shard = Mutex<HashMap<Box<[u8]>, CallEntry, ahash::RandomState>>;
+
+/// Sharded Call-ID table.
+///
+/// Guarantees: operations on one Call-ID are linearizable; expiry only happens in
+/// [`CallLoadTable::expire`] with the caller's `now`.
+#[derive(Debug)]
+pub struct CallLoadTable {
+    shards: Box<[Shard]>,
+    pick: ahash::RandomState,
+    expire: Duration,
+    initexpire: Duration,
+}
+
+impl CallLoadTable {
+    /// A table for `2^hash_size` Kamailio buckets (at most 64 shards here).
+    pub fn new(hash_size: u8, expire: Duration, initexpire: Duration) -> Self {
+        let n = 1usize << hash_size.clamp(1, 6);
+        Self {
+            shards: (0..n)
+                .map(|_| Mutex::new(HashMap::with_hasher(ahash::RandomState::new())))
+                .collect(),
+            pick: ahash::RandomState::with_seeds(1, 2, 3, 4),
+            expire,
+            initexpire,
+        }
+    }
+
+    fn shard(&self, call_id: &[u8]) -> &Shard {
+        let h = self.pick.hash_one(call_id);
+        &self.shards[(h as usize) & (self.shards.len() - 1)]
+    }
+
+    /// Inserts a new call; false (and nothing changed) if the Call-ID is already present.
+    pub fn insert(&self, call_id: &[u8], set: SetId, duid: &[u8], now: Instant) -> bool {
+        let mut m = lock(self.shard(call_id));
+        if m.contains_key(call_id) {
+            return false;
+        }
+        m.insert(
+            call_id.into(),
+            CallEntry {
+                set,
+                duid: duid.into(),
+                confirmed: false,
+                expire: now + self.expire,
+                initexpire: now + self.initexpire,
+            },
+        );
+        true
+    }
+
+    /// True if the Call-ID is present.
+    pub fn contains(&self, call_id: &[u8]) -> bool {
+        lock(self.shard(call_id)).contains_key(call_id)
+    }
+
+    /// A copy of an entry.
+    pub fn get(&self, call_id: &[u8]) -> Option<CallEntry> {
+        lock(self.shard(call_id)).get(call_id).cloned()
+    }
+
+    /// Removes and returns an entry.
+    pub fn remove(&self, call_id: &[u8]) -> Option<CallEntry> {
+        lock(self.shard(call_id)).remove(call_id)
+    }
+
+    /// Marks an entry confirmed (2xx to INVITE); no expiry refresh. False if unknown.
+    pub fn confirm(&self, call_id: &[u8]) -> bool {
+        lock(self.shard(call_id))
+            .get_mut(call_id)
+            .map(|e| e.confirmed = true)
+            .is_some()
+    }
+
+    /// Removes every entry past `expire`, or unconfirmed past `initexpire`, calling `f` for each.
+    pub fn expire(&self, now: Instant, mut f: impl FnMut(&CallEntry)) -> usize {
+        let mut n = 0;
+        for s in self.shards.iter() {
+            lock(s).retain(|_, e| {
+                let dead = e.expire < now || (!e.confirmed && e.initexpire < now);
+                if dead {
+                    f(e);
+                    n += 1;
+                }
+                !dead
+            });
+        }
+        n
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_with_injected_time() {
+        let t0 = Instant::now();
+        let t = CallLoadTable::new(4, Duration::from_secs(100), Duration::from_secs(10));
+        assert!(t.insert(b"c1", SetId(1), b"gw", t0));
+        assert!(!t.insert(b"c1", SetId(1), b"other", t0));
+        assert!(t.insert(b"C1", SetId(1), b"gw", t0), "case-sensitive");
+        assert!(t.insert(b"c2", SetId(1), b"gw", t0));
+        assert!(t.confirm(b"c2"));
+        assert!(!t.confirm(b"nope"));
+        // at 11 s the unconfirmed ones expire, c2 stays
+        let mut gone = Vec::new();
+        assert_eq!(
+            t.expire(t0 + Duration::from_secs(11), |e| gone.push(e.duid.clone())),
+            2
+        );
+        assert!(t.contains(b"c2") && !t.contains(b"c1"));
+        // exactly at the deadline: not yet (expire < now)
+        assert_eq!(t.expire(t0 + Duration::from_secs(100), |_| {}), 0);
+        assert_eq!(t.expire(t0 + Duration::from_secs(101), |_| {}), 1);
+        assert!(t.is_empty());
+        assert!(t.remove(b"c2").is_none());
+    }
+}
