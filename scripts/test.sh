@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs sipdisp's whole test suite on a fresh Debian 12 machine with a Rust toolchain.
+#
+# It installs the real peers the tests talk to (sipp, Kamailio, Prometheus) from Debian when
+# they are missing, then runs formatting and lint checks and every test with cargo-nextest
+# (cargo test when nextest is not installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
+command -v kamcmd >/dev/null 2>&1 || need+=(kamailio)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+if ((${#need[@]})); then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "== installing ${need[*]} (apt-get)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --doc
+else
+  cargo test --workspace --locked
+fi

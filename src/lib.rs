@@ -1,0 +1,15 @@
+//! sipdisp: a SIP load balancer that re-implements Kamailio's `dispatcher` module as a
+//! standalone daemon.
+//!
+//! The crate is laid out along the one-way flow of a message (receive → scan → select →
+//! rewrite → send). This library holds the stages that are not the SIP scanner itself (that is
+//! the `sipdisp-parser` crate):
+//!
+//! * [`dispatch`]: destination sets, list-file loading, the selection algorithms 0–12, the
+//!   destination state machine and latency statistics. It never sees SIP bytes or sockets: the
+//!   caller hands it the key bytes an algorithm asks for and the current time.
+//!
+//! The proxy (sans-IO message path), the I/O backends, configuration and the admin plane are
+//! added by later stages of the project; see `docs/architecture.md`.
+
+pub mod dispatch;
