@@ -122,11 +122,14 @@ pub struct LoadedList {
     pub warnings: Vec<ListError>,
 }
 
+/// Answers whether a `socket`/`sockname` value names a local socket.
+pub type SocketCheck<'a> = &'a dyn Fn(&[u8]) -> bool;
+
 /// Optional checks the caller can plug in (it owns the sockets).
 #[derive(Default)]
 pub struct LoadHooks<'a> {
     /// Returns true when a `socket` or `sockname` value names a local socket.
-    pub socket_is_local: Option<&'a dyn Fn(&[u8]) -> bool>,
+    pub socket_is_local: Option<SocketCheck<'a>>,
 }
 
 fn is_blank(c: u8) -> bool {

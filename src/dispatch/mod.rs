@@ -26,6 +26,8 @@ pub mod params;
 pub mod routes;
 pub mod runtime;
 pub mod select;
+#[cfg(test)]
+mod select_tests;
 pub mod snapshot;
 pub mod state;
 pub mod uri;

@@ -337,7 +337,7 @@ impl Snapshot {
         for id in order {
             let mut members: Vec<&ListEntry> = groups.remove(&id).unwrap_or_default();
             members.reverse();
-            members.sort_by(|a, b| b.priority.cmp(&a.priority));
+            members.sort_by_key(|e| std::cmp::Reverse(e.priority));
             let dests: Box<[Destination]> = members.into_iter().map(Destination::new).collect();
             let wlist = weight_table(&dests, &mut prng);
             let set = Set {

@@ -202,7 +202,8 @@ mod tests {
 
     #[test]
     fn accepted() {
-        let cases: &[(&str, Scheme, Option<&str>, &str, Option<u16>)] = &[
+        type Row<'a> = (&'a str, Scheme, Option<&'a str>, &'a str, Option<u16>);
+        let cases: &[Row] = &[
             ("sip:h", Scheme::Sip, None, "h", None),
             (
                 "SIP:host.example:5070",
