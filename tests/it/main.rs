@@ -1,0 +1,7 @@
+//! The one integration-test binary of sipdisp. Each module is one area; other modules (the
+//! proxy, the binary over real sockets) are added here as they arrive.
+
+mod diff_cases;
+mod dispatch_alloc;
+mod golden;
+mod kamailio_diff;
