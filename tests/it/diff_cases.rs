@@ -348,9 +348,10 @@ impl Answer {
 pub type StateOp = (String, u32, String);
 
 /// Builds sipdisp's snapshot for a list text and applies the state operations.
-pub fn build(list: &str, states: &[StateOp], seed: u64) -> Snapshot {
+pub fn build(list: &str, states: &[StateOp], seed: u64, use_default: bool) -> Snapshot {
     let params = DispatchParams {
         flags: 2,
+        use_default,
         ..Default::default()
     };
     let l = parse_list("diff.list", list.as_bytes(), &params, &LoadHooks::default())
@@ -379,7 +380,7 @@ pub fn random_list(r: &mut Rng) -> (String, Vec<u32>, Vec<(u32, String)>) {
     let mut lines = Vec::new();
     let mut dests: Vec<(u32, String)> = Vec::new();
     for &set in &sets {
-        for _ in 0..1 + r.below(8) {
+        for _ in 0..1 + r.below(12) {
             let uri = if !dests.is_empty() && r.chance(8) {
                 r.pick(&dests).1.clone()
             } else {

@@ -63,7 +63,7 @@ fn golden_selections_match_kamailio() {
     let mut n = 0;
     for f in files {
         let g = parse(&std::fs::read_to_string(&f).unwrap());
-        let snap = build(&g.list, &g.states, 1);
+        let snap = build(&g.list, &g.states, 1, false);
         for (case, want) in &g.cases {
             let got = case.sipdisp(&snap);
             assert_eq!(
