@@ -238,7 +238,7 @@ fn kamailio_selections_equal() {
 
 #[test]
 fn kamailio_selections_equal_with_use_default() {
-    run_rounds(0xdefa_017, 6, true);
+    run_rounds(0x0def_a017, 6, true);
 }
 
 fn run_rounds(seed: u64, rounds: usize, use_default: bool) {
