@@ -509,3 +509,6 @@ To: <sip:b@h>;tag=x\r\nFrom: <sip:a@h>;tag=y\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n
         assert!(parse_datagram(&plan.to_vec()).is_ok());
     }
 }
+
+#[cfg(test)]
+mod proptests;
