@@ -285,3 +285,97 @@ impl Snapshot {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::list::{LoadHooks, parse_list};
+    use crate::dispatch::params::DispatchParams;
+
+    fn snap(text: &str) -> Snapshot {
+        let p = DispatchParams::default();
+        let l = parse_list("t", text.as_bytes(), &p, &LoadHooks::default()).unwrap();
+        Snapshot::build(&l.entries, p, 3)
+    }
+
+    fn counts(s: &Snapshot) -> [usize; 2] {
+        let mut c = [0; 2];
+        for v in s.sets()[0].rweight_table() {
+            c[v as usize] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn congestion_control_rewrites_rweights() {
+        let s = snap(
+            "1 sip:a 8 0 cc=1;weight=10;rweight=5;latency=20\n\
+             1 sip:b 8 0 cc=1;weight=10;rweight=5;latency=20\n",
+        ); // array [b, a]
+        assert_eq!(counts(&s), [50, 50]);
+        // a gets a 200 ms sample: est 38, avg ~20.02 -> 17 ms congestion > tolerance 10
+        s.record_latency(SetId(1), b"SIP:A", Sample::Reply(200))
+            .unwrap();
+        let a = &s.sets()[0].destinations()[1];
+        assert_eq!((a.latency().congestion_ms(), a.rweight()), (17, 0));
+        assert_eq!(counts(&s), [100, 0]);
+        // both congested, none normal: rweight = (total << 4) / own congestion = 544 / 17
+        s.record_latency(SetId(1), b"sip:b", Sample::Reply(200))
+            .unwrap();
+        let w: Vec<u32> = s.sets()[0]
+            .destinations()
+            .iter()
+            .map(|d| d.rweight())
+            .collect();
+        assert_eq!(w, [32, 32]);
+        assert_eq!(counts(&s), [50, 50]);
+        // timeouts count but add no sample
+        s.record_latency(SetId(1), b"sip:b", Sample::Timeout)
+            .unwrap();
+        assert_eq!(s.sets()[0].destinations()[0].latency().timeout, 1);
+    }
+
+    #[test]
+    fn latency_only_while_probing_and_non_cc_sets_never_rebuild() {
+        let s = snap("1 sip:a 0 0 cc=1;weight=10;rweight=5;latency=20\n1 sip:b 8 0 rweight=5\n");
+        assert_eq!(
+            s.record_latency(SetId(1), b"sip:a", Sample::Reply(500))
+                .unwrap(),
+            Flags(0)
+        );
+        assert_eq!(s.sets()[0].destinations()[1].latency().count, 10_000);
+        s.record_latency(SetId(1), b"sip:b", Sample::Reply(5))
+            .unwrap();
+        assert_eq!(s.sets()[0].destinations()[0].latency().count, 1);
+        assert!(
+            s.record_latency(SetId(1), b"sip:zz", Sample::Timeout)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn set_state_semantics() {
+        let s = snap("1 sip:a 0 0 duid=gw1;rweight=1\n1 sip:b 0 0 rweight=1\n");
+        // no thresholds, counter untouched, case-insensitive first match
+        let a = &s.sets()[0].destinations()[1];
+        a.store_state(Flags(Flags::TRYING), 2);
+        s.set_state(
+            SetId(1),
+            Target::Uri(b"SIP:A"),
+            Flags::INACTIVE | Flags::PROBING,
+        )
+        .unwrap();
+        assert_eq!((a.flags().0, a.counter()), (9, 2));
+        assert_eq!(counts(&s), [100, 0]); // alg-11 table rebuilt
+        s.set_state(SetId(1), Target::Duid(b"GW1"), 0).unwrap();
+        assert_eq!(counts(&s), [50, 50]);
+        assert!(s.set_state(SetId(1), Target::Uri(b"sip:none"), 0).is_err());
+        assert!(s.set_state(SetId(99), Target::All, 0).is_ok());
+        assert!(s.set_state(SetId(99), Target::Uri(b"sip:a"), 0).is_err());
+        // update_state on an unknown set / uri
+        assert_eq!(
+            s.update_state(SetId(7), b"sip:a", 0),
+            Err(StateError::NoSet(7))
+        );
+    }
+}
