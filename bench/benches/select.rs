@@ -5,13 +5,15 @@
 //!
 //! Run: `cargo bench -p sipdisp-bench --bench select`
 
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sipdisp::dispatch::{
-    ds_hash, parse_list, Algorithm, DestIdx, DispatchParams, Key, LoadHooks, Mode, Pick, Request,
-    SetId, Snapshot,
+    Algorithm, DestIdx, DispatchParams, Key, LoadHooks, Mode, Pick, Request, SetId, Snapshot,
+    ds_hash, parse_list,
 };
 
 fn snapshot(n: usize, failover: bool) -> Snapshot {
@@ -30,7 +32,13 @@ fn snapshot(n: usize, failover: bool) -> Snapshot {
             1 + i % 5
         );
     }
-    let l = parse_list("bench.list", text.as_bytes(), &params, &LoadHooks::default()).unwrap();
+    let l = parse_list(
+        "bench.list",
+        text.as_bytes(),
+        &params,
+        &LoadHooks::default(),
+    )
+    .unwrap();
     Snapshot::build(&l.entries, params, 1)
 }
 
@@ -72,7 +80,9 @@ fn bench_select(c: &mut Criterion) {
         let with_list = snapshot(n, true);
         // Correctness first: alg 0 lands on H(Call-ID) mod n, the list has `limit` entries.
         let want = ds_hash(Some(CALL_ID), None) as usize % n;
-        let sel = plain.select(&request(Algorithm::CallId, 0), &mut out).unwrap();
+        let sel = plain
+            .select(&request(Algorithm::CallId, 0), &mut out)
+            .unwrap();
         assert_eq!(sel.pick.idx.0 as usize, want);
         let sel = with_list
             .select(&request(Algorithm::CallId, 3), &mut out)
@@ -86,13 +96,20 @@ fn bench_select(c: &mut Criterion) {
             Algorithm::RelativeWeight,
         ] {
             let req = request(alg, 0);
-            g.bench_with_input(BenchmarkId::new(format!("alg{}", alg.code()), n), &n, |b, _| {
-                b.iter(|| plain.select(black_box(&req), &mut out).unwrap().pick)
-            });
+            g.bench_with_input(
+                BenchmarkId::new(format!("alg{}", alg.code()), n),
+                &n,
+                |b, _| b.iter(|| plain.select(black_box(&req), &mut out).unwrap().pick),
+            );
         }
         let req = request(Algorithm::CallId, 3);
         g.bench_with_input(BenchmarkId::new("alg0+failover3", n), &n, |b, _| {
-            b.iter(|| with_list.select(black_box(&req), &mut out).unwrap().list_len)
+            b.iter(|| {
+                with_list
+                    .select(black_box(&req), &mut out)
+                    .unwrap()
+                    .list_len
+            })
         });
     }
     g.finish();
