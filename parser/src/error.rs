@@ -76,6 +76,9 @@ pub enum UriError {
     /// The parameters or headers have a forbidden character.
     #[error("invalid character in parameters or headers")]
     Params,
+    /// A `?headers` part where RFC 3261 §19.1.1 forbids it (the Request-URI).
+    #[error("URI headers are not allowed in a Request-URI")]
+    HeadersNotAllowed,
     /// White space, control characters, `<`, `>` or `"` inside the URI.
     #[error("forbidden character in URI")]
     Character,

@@ -7,6 +7,9 @@
 
 use core::fmt;
 
+/// Number of [`HeaderKind`] variants (for per-kind tables).
+pub(crate) const KIND_COUNT: usize = HeaderKind::Other as usize + 1;
+
 /// The headers the scanner recognises. Everything else is [`HeaderKind::Other`] and still
 /// indexed (lookup by name works for any header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,8 +56,14 @@ impl HeaderKind {
     /// contain surrounding white space.
     pub fn from_name(name: &[u8]) -> HeaderKind {
         use HeaderKind::*;
+        let Some(&first) = name.first() else {
+            return Other;
+        };
+        // ASCII letters only differ in bit 0x20 between cases; no other byte that can start
+        // a token maps onto a lower-case letter this way.
+        let f = first | 0x20;
         if name.len() == 1 {
-            return match name[0] | 0x20 {
+            return match f {
                 b'i' => CallId,
                 b'f' => From,
                 b't' => To,
@@ -68,33 +77,34 @@ impl HeaderKind {
                 _ => Other,
             };
         }
-        // Dispatch on length first: one comparison for nearly every header.
-        let candidates: &[(&[u8], HeaderKind)] = match name.len() {
-            2 => &[(b"to", To)],
-            3 => &[(b"via", Via)],
-            4 => &[(b"from", From), (b"cseq", CSeq)],
-            5 => &[(b"route", Route)],
-            7 => &[
-                (b"call-id", CallId),
-                (b"contact", Contact),
-                (b"subject", Subject),
-            ],
-            9 => &[(b"supported", Supported)],
-            12 => &[
-                (b"max-forwards", MaxForwards),
-                (b"record-route", RecordRoute),
-                (b"content-type", ContentType),
-            ],
-            13 => &[(b"authorization", Authorization)],
-            14 => &[(b"content-length", ContentLength)],
-            16 => &[(b"content-encoding", ContentEncoding)],
-            19 => &[(b"proxy-authorization", ProxyAuthorization)],
-            _ => &[],
+        // (length, first letter) leaves at most one candidate, checked with one comparison.
+        let (candidate, kind): (&[u8], HeaderKind) = match (name.len(), f) {
+            (2, b't') => (b"to", To),
+            (3, b'v') => (b"via", Via),
+            (4, b'f') => (b"from", From),
+            (4, b'c') => (b"cseq", CSeq),
+            (5, b'r') => (b"route", Route),
+            (7, b'c') if name[1] | 0x20 == b'a' => (b"call-id", CallId),
+            (7, b'c') => (b"contact", Contact),
+            (7, b's') => (b"subject", Subject),
+            (9, b's') => (b"supported", Supported),
+            (12, b'm') => (b"max-forwards", MaxForwards),
+            (12, b'r') => (b"record-route", RecordRoute),
+            (12, b'c') => (b"content-type", ContentType),
+            (13, b'a') => (b"authorization", Authorization),
+            (14, b'c') => (b"content-length", ContentLength),
+            (16, b'c') => (b"content-encoding", ContentEncoding),
+            (19, b'p') => (b"proxy-authorization", ProxyAuthorization),
+            _ => return Other,
         };
-        candidates
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map_or(Other, |&(_, k)| k)
+        // `| 0x20` folds exactly the upper-case letters onto the lower-case candidate: no other
+        // token character lands on a letter or on `-` that way.
+        if candidate.len() == name.len() && candidate.iter().zip(name).all(|(&c, &n)| n | 0x20 == c)
+        {
+            kind
+        } else {
+            Other
+        }
     }
 
     /// The canonical (long) name of a recognised header; `None` for [`HeaderKind::Other`].
@@ -216,6 +226,15 @@ mod tests {
             (b"m", HeaderKind::Contact),
             (b"X-Tenant", HeaderKind::Other),
             (b"Vias", HeaderKind::Other),
+            (b"Contact", HeaderKind::Contact),
+            (b"CALL-ID", HeaderKind::CallId),
+            (b"Content-Type", HeaderKind::ContentType),
+            (b"Content-Encoding", HeaderKind::ContentEncoding),
+            (b"Supported", HeaderKind::Supported),
+            (b"Subject", HeaderKind::Subject),
+            (b"Max-Forward", HeaderKind::Other),
+            (b"Call-Id2", HeaderKind::Other),
+            (b"@", HeaderKind::Other),
             (b"z", HeaderKind::Other),
             (b"", HeaderKind::Other),
         ];

@@ -72,6 +72,36 @@ pub(crate) fn is_uric(b: u8) -> bool {
     CLASS[b as usize] & URIC != 0
 }
 
+/// Position of the first LF in `s`.
+///
+/// SIP header lines are short (20–80 bytes), where a SIMD search's set-up costs more than the
+/// search itself; eight bytes at a time with the classic "has a zero byte" trick (applied to
+/// `word ^ 0x0a0a…`) is cheaper. The lowest flagged byte is exact: borrows only create false
+/// flags above a real match.
+#[inline]
+pub(crate) fn find_lf(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const LF: u64 = LO * b'\n' as u64;
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word) ^ LF;
+        let found = v.wrapping_sub(LO) & !v & HI;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| at + p)
+}
+
 /// Whether the whole slice is a non-empty token.
 #[inline]
 pub(crate) fn is_token_str(s: &[u8]) -> bool {
@@ -157,6 +187,31 @@ mod tests {
         assert!(
             is_uric(b'@') && is_uric(b';') && is_uric(0xc3) && !is_uric(b' ') && !is_uric(b'<')
         );
+    }
+
+    #[test]
+    fn line_feed_search() {
+        let mut buf = [b'a'; 40];
+        assert_eq!(find_lf(&buf), None);
+        assert_eq!(find_lf(b""), None);
+        for i in 0..40 {
+            buf = [b'a'; 40];
+            buf[i] = b'\n';
+            assert_eq!(find_lf(&buf), Some(i));
+            // A later LF and bytes that differ from LF by one bit never win over the first.
+            if i + 3 < 40 {
+                buf[i + 3] = b'\n';
+            }
+            if i > 0 {
+                buf[i - 1] = b'\x0b';
+            }
+            assert_eq!(find_lf(&buf), Some(i));
+            for j in 0..i {
+                assert_eq!(find_lf(&buf[j..]), Some(i - j));
+            }
+        }
+        let all: Vec<u8> = (0..=255u8).filter(|&b| b != b'\n').collect();
+        assert_eq!(find_lf(&all), None);
     }
 
     #[test]

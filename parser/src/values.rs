@@ -62,7 +62,8 @@ pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, &'static str> {
             .unwrap_or(s.len());
         (&s[..end], &s[end..])
     };
-    let uri = Uri::parse(trim_lws(uri_bytes)).map_err(uri_what)?;
+    // No white space inside `<>` (RFC 4475 §3.1.2.14): the URI is taken as is.
+    let uri = Uri::parse(uri_bytes).map_err(uri_what)?;
     let after = skip_lws(after);
     let params = match after.split_first() {
         None => &after[..0],
@@ -92,6 +93,7 @@ fn uri_what(e: UriError) -> &'static str {
         UriError::Port => "URI port invalid",
         UriError::Params => "URI parameters invalid",
         UriError::Character => "URI contains a forbidden character",
+        UriError::HeadersNotAllowed => "URI headers are not allowed here",
     }
 }
 
@@ -235,6 +237,9 @@ impl<'a> Iterator for ViaIter<'a> {
 /// (`None` at the end of the value).
 fn parse_via(s: &[u8]) -> Result<(Via<'_>, Option<&[u8]>), ValueError> {
     let start = skip_lws(s);
+    if start.is_empty() {
+        return Err("empty value");
+    }
     let (name, s) = take_token(start);
     if !eq_ic(name, b"SIP") {
         return Err("protocol name is not SIP");

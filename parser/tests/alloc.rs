@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use sipdisp_parser::{Plan, Uri, parse_datagram};
+use sipdisp_parser::{Headers, Plan, Uri, parse_datagram};
 
 struct Counting;
 
@@ -64,10 +64,16 @@ fn scan_and_rewrite_allocate_nothing() {
     let dest = Uri::parse(b"sip:10.0.0.7:5070;transport=udp").unwrap();
     let mut out = [0u8; 2048];
     let mut checksum = 0usize;
+    let mut headers = Headers::new();
     let before = allocations();
     for _ in 0..1000 {
-        let msg = parse_datagram(INVITE).unwrap();
-        checksum += msg.call_id().len() + msg.from().uri.host.len() + msg.via_count();
+        let msg = parse_datagram(INVITE, &mut headers).unwrap();
+        msg.validate().unwrap();
+        checksum += msg.call_id().len()
+            + msg.from().unwrap().uri.host.len()
+            + msg.to().unwrap().uri.host.len();
+        checksum +=
+            msg.request().unwrap().uri().unwrap().host.len() + msg.top_via().unwrap().host.len();
         checksum += msg.header(b"x-tenant").map_or(0, <[u8]>::len);
         checksum += msg.digest_credentials().map_or(0, |d| d.username.len());
         checksum += msg.vias().count();
@@ -88,12 +94,14 @@ fn scan_and_rewrite_allocate_nothing() {
         checksum += plan.io_slices().len();
         checksum += plan.flatten_into(&mut out).unwrap();
 
-        let resp = parse_datagram(RESPONSE).unwrap();
+        let mut headers = Headers::new();
+        let resp = parse_datagram(RESPONSE, &mut headers).unwrap();
         let mut plan = Plan::new(&resp);
         plan.remove_top_via(&resp).unwrap();
         checksum += plan.flatten_into(&mut out).unwrap();
         // Malformed input is rejected without allocating either.
-        checksum += usize::from(parse_datagram(&INVITE[..200]).is_err());
+        let mut headers = Headers::new();
+        checksum += usize::from(parse_datagram(&INVITE[..200], &mut headers).is_err());
     }
     let after = allocations();
     assert!(checksum > 0);

@@ -11,8 +11,8 @@
 use arrayvec::ArrayVec;
 
 use crate::error::Error;
-use crate::header::{HeaderKind, Method};
-use crate::lex::{eq_ic, is_token_str, parse_u32, trim_lws};
+use crate::header::{HeaderKind, KIND_COUNT, Method};
+use crate::lex::{eq_ic, find_lf, is_token, is_token_str, is_uric, parse_u32, trim_lws};
 use crate::span::Span;
 use crate::uri::Uri;
 use crate::values::{
@@ -37,6 +37,24 @@ pub struct Header {
     pub line: Span,
 }
 
+/// Caller-supplied, reusable storage for the header index of one message.
+///
+/// The scanner fills it and the [`Message`] borrows it, so a worker keeps one `Headers` and
+/// scans every datagram into it: the index is never copied and never allocated.
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    list: ArrayVec<Header, MAX_HEADERS>,
+}
+
+impl Headers {
+    /// Empty storage for up to [`MAX_HEADERS`] header lines.
+    pub fn new() -> Headers {
+        Headers {
+            list: ArrayVec::new(),
+        }
+    }
+}
+
 /// Result of [`parse`] on a buffer that may hold only the beginning of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status<T> {
@@ -54,10 +72,23 @@ pub struct RequestLine<'a> {
     pub method: &'a [u8],
     /// Classification of the method.
     pub method_kind: Method,
-    /// The Request-URI, parsed.
-    pub uri: Uri<'a>,
+    /// The Request-URI bytes (checked for forbidden characters and a scheme; parse it with
+    /// [`RequestLine::uri`]).
+    pub uri_bytes: &'a [u8],
     /// Where the Request-URI is in the buffer (for rewriting).
     pub uri_span: Span,
+}
+
+impl<'a> RequestLine<'a> {
+    /// The Request-URI, parsed. A URI with a `?headers` part is refused (RFC 3261 §19.1.1:
+    /// headers are not allowed in a Request-URI; RFC 4475 §3.1.2.11).
+    pub fn uri(&self) -> Result<Uri<'a>, Error> {
+        let uri = Uri::parse(self.uri_bytes).map_err(Error::RequestUri)?;
+        if uri.headers.is_some() {
+            return Err(Error::RequestUri(crate::UriError::HeadersNotAllowed));
+        }
+        Ok(uri)
+    }
 }
 
 /// The status line (RFC 3261 §7.2).
@@ -78,49 +109,41 @@ pub enum StartLine<'a> {
     Response(StatusLine<'a>),
 }
 
-/// Where the first value of a list header (Via, Route) sits, for removing it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FirstValue {
-    /// Index of the header line in the header index.
-    pub header: u8,
-    /// The bytes to cut to remove the value: the whole line when it is the line's only value,
-    /// otherwise the value, its comma and the white space up to the next value.
-    pub cut: Span,
-}
+const NONE: u8 = u8::MAX;
 
-/// A scanned SIP message, borrowing the buffer it was parsed from.
+/// A scanned SIP message, borrowing the buffer it was parsed from and the [`Headers`] storage.
 ///
-/// Guarantees once constructed: the start line is valid (a Request-URI that parses, or a
-/// status code 100–699, version `SIP/2.0`); Via, From, To, Call-ID and CSeq are present and
-/// well-formed, with From, To, Call-ID and CSeq appearing once; for a request, the CSeq method
-/// equals the request method; every Via value parses; Max-Forwards, if present, is a number
-/// below 2^32; Content-Length, if present, is consistent and the body is exactly that long.
-#[derive(Debug, Clone)]
+/// What the scan guarantees (checked for every message, cheaply): the start line is valid (a
+/// method token and a Request-URI made of URI characters with a scheme, or a status code
+/// 100–699; version `SIP/2.0`); every header line has a token name; Via, From, To, Call-ID
+/// and CSeq are present, and From, To, Call-ID and CSeq appear once; CSeq is a number below
+/// 2^31 and a method, equal to the request method for a request; Max-Forwards, if present, is
+/// a number below 2^32; Content-Length, if present, is consistent and the body is exactly that
+/// long.
+///
+/// What is parsed on demand (lazily, like Kamailio): the URIs, From/To, Via values, Route
+/// values and credentials, through accessors returning `Result`. [`Message::validate`] parses
+/// all of them at once.
+#[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
     buf: &'a [u8],
+    headers: &'a [Header],
     start: StartLine<'a>,
     start_line_end: u32,
-    headers: ArrayVec<Header, MAX_HEADERS>,
     body: Span,
+    first: [u8; KIND_COUNT],
     call_id: &'a [u8],
-    from: NameAddr<'a>,
-    to: NameAddr<'a>,
     cseq: CSeq<'a>,
-    top_via: Via<'a>,
-    top_via_at: FirstValue,
-    via_count: u16,
-    max_forwards: Option<(u32, u8)>,
+    max_forwards: Option<u32>,
     content_length: Option<u32>,
-    first_route: Option<u8>,
-    first_record_route: Option<u8>,
-    authorization: Option<u8>,
-    proxy_authorization: Option<u8>,
 }
 
-/// Scans `buf` as a SIP message that may be incomplete (stream framing). Leading CR/LF bytes
-/// are skipped (RFC 3261 §7.5). Bytes after the end of the body (as given by Content-Length)
-/// are not part of the message; see [`Message::len`].
-pub fn parse(buf: &[u8]) -> Result<Status<Message<'_>>, Error> {
+/// Scans `buf` as a SIP message that may be incomplete (stream framing), indexing its headers
+/// into `headers` (cleared first). Leading CR/LF bytes are skipped (RFC 3261 §7.5). Bytes
+/// after the end of the body (as given by Content-Length) are not part of the message; see
+/// [`Message::len`].
+pub fn parse<'a>(buf: &'a [u8], headers: &'a mut Headers) -> Result<Status<Message<'a>>, Error> {
+    headers.list.clear();
     if buf.len() >= u32::MAX as usize {
         return Err(Error::TooLarge);
     }
@@ -135,62 +158,16 @@ pub fn parse(buf: &[u8]) -> Result<Status<Message<'_>>, Error> {
             Err(Error::KeepAlive)
         };
     }
-    let Some(nl) = memchr::memchr(b'\n', &buf[lead..]) else {
+    let Some(nl) = find_lf(&buf[lead..]) else {
         return Ok(Status::Partial);
     };
-    let line_end = lead + nl;
-    let content_end = strip_cr(buf, lead, line_end);
-    let start = parse_start_line(buf, lead, content_end)?;
-    let mut headers = ArrayVec::<Header, MAX_HEADERS>::new();
-    let mut p = line_end + 1;
-    // The scanning loop: one iteration per physical line.
-    let body_start = loop {
-        let Some(nl) = memchr::memchr(b'\n', &buf[p..]) else {
-            return Ok(Status::Partial);
-        };
-        let line_end = p + nl;
-        let content_end = strip_cr(buf, p, line_end);
-        if content_end == p {
-            break line_end + 1;
-        }
-        match buf[p] {
-            b' ' | b'\t' => {
-                // Folded continuation of the previous header's value.
-                let last = headers
-                    .last_mut()
-                    .ok_or(Error::HeaderLine { at: p as u32 })?;
-                last.value.end = content_end as u32;
-                last.line.end = (line_end + 1) as u32;
-            }
-            _ => {
-                let line = &buf[p..content_end];
-                let colon = memchr::memchr(b':', line).ok_or(Error::HeaderLine { at: p as u32 })?;
-                let name = trim_end_wsp(&line[..colon]);
-                if !is_token_str(name) {
-                    return Err(Error::HeaderLine { at: p as u32 });
-                }
-                let header = Header {
-                    kind: HeaderKind::from_name(name),
-                    name: Span::new(p, p + name.len()),
-                    value: Span::new(p + colon + 1, content_end),
-                    line: Span::new(p, line_end + 1),
-                };
-                headers
-                    .try_push(header)
-                    .map_err(|_| Error::TooManyHeaders)?;
-            }
-        }
-        p = line_end + 1;
+    let start_line_end = lead + nl + 1;
+    let start = parse_start_line(buf, lead, strip_cr(buf, lead, lead + nl))?;
+    let Some(body_start) = scan_headers(buf, start_line_end, &mut headers.list)? else {
+        return Ok(Status::Partial);
     };
-    for h in headers.iter_mut() {
-        let v = trim_lws(h.value.get(buf));
-        h.value = if v.is_empty() {
-            Span::new(h.value.end as usize, h.value.end as usize)
-        } else {
-            Span::of(buf, v)
-        };
-    }
-    let mut msg = index(buf, start, line_end + 1, headers, body_start)?;
+    let headers: &'a [Header] = &headers.list;
+    let mut msg = index(buf, headers, start, start_line_end)?;
     let body_end = match msg.content_length {
         Some(n) => body_start + n as usize,
         None => buf.len(),
@@ -204,8 +181,8 @@ pub fn parse(buf: &[u8]) -> Result<Status<Message<'_>>, Error> {
 
 /// Scans one datagram: like [`parse`], but an incomplete message is [`Error::Truncated`]
 /// (RFC 3261 §18.3: a UDP message shorter than its Content-Length is discarded).
-pub fn parse_datagram(buf: &[u8]) -> Result<Message<'_>, Error> {
-    match parse(buf)? {
+pub fn parse_datagram<'a>(buf: &'a [u8], headers: &'a mut Headers) -> Result<Message<'a>, Error> {
+    match parse(buf, headers)? {
         Status::Complete(m) => Ok(m),
         Status::Partial => Err(Error::Truncated),
     }
@@ -220,13 +197,71 @@ fn strip_cr(buf: &[u8], start: usize, line_end: usize) -> usize {
     }
 }
 
-fn trim_end_wsp(s: &[u8]) -> &[u8] {
-    let n = s
-        .iter()
-        .rev()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count();
-    &s[..s.len() - n]
+/// The scanning loop: one iteration per physical line, from `p` to the empty line. Returns
+/// the body offset, or `None` when the header section is not terminated yet.
+///
+/// A header line is `token *WSP ":" value`; the name is scanned byte by byte through the token
+/// table (names are short, so this beats a `memchr` for the colon and validates at the same
+/// time), the line end is found with `memchr`. A line starting with SP/HTAB continues the
+/// previous header (obsolete folding).
+fn scan_headers(
+    buf: &[u8],
+    from: usize,
+    list: &mut ArrayVec<Header, MAX_HEADERS>,
+) -> Result<Option<usize>, Error> {
+    let mut p = from;
+    while let Some(nl) = find_lf(&buf[p..]) {
+        let line_end = p + nl;
+        let content_end = strip_cr(buf, p, line_end);
+        if content_end == p {
+            return Ok(Some(line_end + 1));
+        }
+        let line = &buf[p..content_end];
+        if line[0] == b' ' || line[0] == b'\t' {
+            let last = list.last_mut().ok_or(Error::HeaderLine { at: p as u32 })?;
+            let more = trim_lws(line);
+            if !more.is_empty() {
+                if last.value.is_empty() {
+                    last.value.start = Span::of(buf, more).start;
+                }
+                last.value.end = Span::of(buf, more).end;
+            }
+            last.line.end = (line_end + 1) as u32;
+        } else {
+            let name_len = line
+                .iter()
+                .position(|&b| !is_token(b))
+                .unwrap_or(line.len());
+            let rest = &line[name_len..];
+            let ws = rest
+                .iter()
+                .position(|&b| b != b' ' && b != b'\t')
+                .unwrap_or(rest.len());
+            if name_len == 0 || rest.get(ws) != Some(&b':') {
+                return Err(Error::HeaderLine { at: p as u32 });
+            }
+            let value = &rest[ws + 1..];
+            let lead = value
+                .iter()
+                .position(|&b| b != b' ' && b != b'\t')
+                .unwrap_or(value.len());
+            let trail = value[lead..]
+                .iter()
+                .rev()
+                .position(|&b| b != b' ' && b != b'\t')
+                .unwrap_or(0);
+            let vstart = content_end - value.len() + lead;
+            let header = Header {
+                kind: HeaderKind::from_name(&line[..name_len]),
+                name: Span::new(p, p + name_len),
+                value: Span::new(vstart, content_end - trail),
+                line: Span::new(p, line_end + 1),
+            };
+            list.try_push(header).map_err(|_| Error::TooManyHeaders)?;
+        }
+        p = line_end + 1;
+    }
+    Ok(None)
 }
 
 fn parse_version(v: &[u8]) -> Result<(), Error> {
@@ -234,23 +269,20 @@ fn parse_version(v: &[u8]) -> Result<(), Error> {
         return Ok(());
     }
     // A well-formed other version gets 505; anything else is a malformed line.
-    match v.get(..4) {
-        Some(p) if eq_ic(p, b"SIP/") => {
-            let rest = &v[4..];
-            let dot = rest.iter().position(|&b| b == b'.');
-            match dot {
-                Some(d)
-                    if d > 0
-                        && d + 1 < rest.len()
-                        && rest[..d].iter().all(u8::is_ascii_digit)
-                        && rest[d + 1..].iter().all(u8::is_ascii_digit) =>
-                {
-                    Err(Error::Version)
-                }
-                _ => Err(Error::StartLine("malformed SIP version")),
-            }
+    let malformed = Err(Error::StartLine("malformed SIP version"));
+    let Some(rest) = v.get(..4).filter(|p| eq_ic(p, b"SIP/")).map(|_| &v[4..]) else {
+        return malformed;
+    };
+    match rest.iter().position(|&b| b == b'.') {
+        Some(d)
+            if d > 0
+                && d + 1 < rest.len()
+                && rest[..d].iter().all(u8::is_ascii_digit)
+                && rest[d + 1..].iter().all(u8::is_ascii_digit) =>
+        {
+            Err(Error::Version)
         }
-        _ => Err(Error::StartLine("malformed SIP version")),
+        _ => malformed,
     }
 }
 
@@ -299,11 +331,22 @@ fn parse_start_line(buf: &[u8], start: usize, end: usize) -> Result<StartLine<'_
         ));
     }
     parse_version(version)?;
-    let uri = Uri::parse(uri_bytes).map_err(Error::RequestUri)?;
+    // A cheap syntax check; the full parse is lazy (`RequestLine::uri`).
+    if let Some(&bad) = uri_bytes.iter().find(|&&b| !is_uric(b)) {
+        let _ = bad;
+        return Err(Error::RequestUri(crate::UriError::Character));
+    }
+    let scheme_ok = uri_bytes
+        .iter()
+        .position(|&b| b == b':')
+        .is_some_and(|c| c > 0 && c + 1 < uri_bytes.len() && uri_bytes[0].is_ascii_alphabetic());
+    if !scheme_ok {
+        return Err(Error::RequestUri(crate::UriError::Scheme));
+    }
     Ok(StartLine::Request(RequestLine {
         method: first,
         method_kind: Method::from_bytes(first),
-        uri,
+        uri_bytes,
         uri_span: Span::of(buf, uri_bytes),
     }))
 }
@@ -312,145 +355,90 @@ fn header_err(header: HeaderKind) -> impl Fn(&'static str) -> Error {
     move |what| Error::Header { header, what }
 }
 
-/// The second pass: parses the recognised headers and checks the message-level rules.
+/// The short second pass: duplicates, mandatory headers, and the cheap scalar values.
 fn index<'a>(
     buf: &'a [u8],
+    headers: &'a [Header],
     start: StartLine<'a>,
     start_line_end: usize,
-    headers: ArrayVec<Header, MAX_HEADERS>,
-    body_start: usize,
 ) -> Result<Message<'a>, Error> {
-    let mut call_id = None;
-    let mut from = None;
-    let mut to = None;
-    let mut cseq = None;
-    let mut top_via: Option<(Via<'a>, FirstValue)> = None;
-    let mut via_count: u16 = 0;
-    let mut max_forwards = None;
+    let mut first = [NONE; KIND_COUNT];
     let mut content_length: Option<u32> = None;
-    let (mut route, mut record_route, mut authorization, mut proxy_authorization) =
-        (None, None, None, None);
     for (i, h) in headers.iter().enumerate() {
-        let value = h.value.get(buf);
-        let idx = i as u8;
+        let k = h.kind as usize;
+        if first[k] == NONE {
+            first[k] = i as u8;
+            continue;
+        }
         match h.kind {
-            HeaderKind::CallId => {
-                if call_id.is_some() {
-                    return Err(Error::Duplicate(HeaderKind::CallId));
-                }
-                if value.is_empty() {
-                    return Err(Error::Header {
-                        header: HeaderKind::CallId,
-                        what: "empty value",
-                    });
-                }
-                call_id = Some(value);
-            }
-            HeaderKind::From | HeaderKind::To => {
-                let slot = if h.kind == HeaderKind::From {
-                    &mut from
-                } else {
-                    &mut to
-                };
-                if slot.is_some() {
-                    return Err(Error::Duplicate(h.kind));
-                }
-                *slot = Some(parse_name_addr(value).map_err(header_err(h.kind))?);
-            }
-            HeaderKind::CSeq => {
-                if cseq.is_some() {
-                    return Err(Error::Duplicate(HeaderKind::CSeq));
-                }
-                cseq = Some(parse_cseq(value).map_err(header_err(HeaderKind::CSeq))?);
-            }
-            HeaderKind::Via => {
-                if value.is_empty() {
-                    return Err(Error::Header {
-                        header: HeaderKind::Via,
-                        what: "empty value",
-                    });
-                }
-                for (n, via) in parse_via_list(value).enumerate() {
-                    let via = via.map_err(header_err(HeaderKind::Via))?;
-                    via_count = via_count.saturating_add(1);
-                    match top_via.as_mut() {
-                        None => {
-                            top_via = Some((
-                                via,
-                                FirstValue {
-                                    header: idx,
-                                    cut: h.line,
-                                },
-                            ))
-                        }
-                        Some((top, at)) if n == 1 && at.header == idx => {
-                            // The top line holds several values: cut only the first one, up
-                            // to where the second starts.
-                            at.cut = Span::new(
-                                Span::of(buf, top.value).start as usize,
-                                Span::of(buf, via.value).start as usize,
-                            );
-                        }
-                        Some(_) => {}
-                    }
-                }
-            }
-            // With several Max-Forwards headers the first counts, as in Kamailio.
-            HeaderKind::MaxForwards if max_forwards.is_none() => {
-                let n = parse_u32(value, u64::from(u32::MAX)).ok_or(Error::Header {
-                    header: HeaderKind::MaxForwards,
-                    what: "not a number below 2^32",
-                })?;
-                max_forwards = Some((n, idx));
+            HeaderKind::CallId | HeaderKind::From | HeaderKind::To | HeaderKind::CSeq => {
+                return Err(Error::Duplicate(h.kind));
             }
             HeaderKind::ContentLength => {
-                let n = parse_u32(value, u64::from(u32::MAX)).ok_or(Error::Header {
-                    header: HeaderKind::ContentLength,
-                    what: "not a non-negative number",
-                })?;
-                if content_length.is_some_and(|c| c != n) {
+                let n = parse_content_length(h.value.get(buf))?;
+                if content_length.is_some_and(|c| c != n)
+                    || parse_content_length(headers[usize::from(first[k])].value.get(buf))? != n
+                {
                     return Err(Error::Duplicate(HeaderKind::ContentLength));
                 }
                 content_length = Some(n);
             }
-            HeaderKind::Route => route = route.or(Some(idx)),
-            HeaderKind::RecordRoute => record_route = record_route.or(Some(idx)),
-            HeaderKind::Authorization => authorization = authorization.or(Some(idx)),
-            HeaderKind::ProxyAuthorization => {
-                proxy_authorization = proxy_authorization.or(Some(idx))
-            }
             _ => {}
         }
     }
-    let (top_via, top_via_at) = top_via.ok_or(Error::Missing(HeaderKind::Via))?;
-    let from = from.ok_or(Error::Missing(HeaderKind::From))?;
-    let to = to.ok_or(Error::Missing(HeaderKind::To))?;
-    let call_id = call_id.ok_or(Error::Missing(HeaderKind::CallId))?;
-    let cseq = cseq.ok_or(Error::Missing(HeaderKind::CSeq))?;
+    let get = |kind: HeaderKind| -> Result<&'a [u8], Error> {
+        match first[kind as usize] {
+            NONE => Err(Error::Missing(kind)),
+            i => Ok(headers[usize::from(i)].value.get(buf)),
+        }
+    };
+    get(HeaderKind::Via)?;
+    get(HeaderKind::From)?;
+    get(HeaderKind::To)?;
+    let call_id = get(HeaderKind::CallId)?;
+    if call_id.is_empty() {
+        return Err(Error::Header {
+            header: HeaderKind::CallId,
+            what: "empty value",
+        });
+    }
+    let cseq = parse_cseq(get(HeaderKind::CSeq)?).map_err(header_err(HeaderKind::CSeq))?;
     if let StartLine::Request(r) = &start {
         if r.method != cseq.method {
             return Err(Error::CSeqMethodMismatch);
         }
     }
+    // With several Max-Forwards headers the first counts, as in Kamailio.
+    let max_forwards = match get(HeaderKind::MaxForwards) {
+        Ok(v) => Some(parse_u32(v, u64::from(u32::MAX)).ok_or(Error::Header {
+            header: HeaderKind::MaxForwards,
+            what: "not a number below 2^32",
+        })?),
+        Err(_) => None,
+    };
+    if content_length.is_none() {
+        if let Ok(v) = get(HeaderKind::ContentLength) {
+            content_length = Some(parse_content_length(v)?);
+        }
+    }
     Ok(Message {
         buf,
+        headers,
         start,
         start_line_end: start_line_end as u32,
-        headers,
-        body: Span::new(body_start, body_start),
+        body: Span::new(buf.len(), buf.len()),
+        first,
         call_id,
-        from,
-        to,
         cseq,
-        top_via,
-        top_via_at,
-        via_count,
         max_forwards,
         content_length,
-        first_route: route,
-        first_record_route: record_route,
-        authorization,
-        proxy_authorization,
+    })
+}
+
+fn parse_content_length(v: &[u8]) -> Result<u32, Error> {
+    parse_u32(v, u64::from(u32::MAX)).ok_or(Error::Header {
+        header: HeaderKind::ContentLength,
+        what: "not a non-negative number",
     })
 }
 
@@ -499,14 +487,25 @@ impl<'a> Message<'a> {
     }
 
     /// Every header line in message order.
-    pub fn headers(&self) -> &[Header] {
-        &self.headers
+    pub fn headers(&self) -> &'a [Header] {
+        self.headers
+    }
+
+    /// The first header line of a recognised kind.
+    pub fn first_header(&self, kind: HeaderKind) -> Option<&'a Header> {
+        match self.first[kind as usize] {
+            NONE => None,
+            i => Some(&self.headers[usize::from(i)]),
+        }
     }
 
     /// The value of the first header with this name (case-insensitive; a long name also finds
     /// its compact form and vice versa), e.g. for `$hdr(X-Tenant)` templates.
     pub fn header(&self, name: &[u8]) -> Option<&'a [u8]> {
-        self.headers_named(name).next()
+        match HeaderKind::from_name(name) {
+            HeaderKind::Other => self.headers_named(name).next(),
+            kind => self.first_header(kind).map(|h| h.value.get(self.buf)),
+        }
     }
 
     /// The values of every header line with this name, in order.
@@ -525,19 +524,24 @@ impl<'a> Message<'a> {
             .map(move |h| h.value.get(buf))
     }
 
+    fn value_of(&self, kind: HeaderKind) -> &'a [u8] {
+        self.first_header(kind)
+            .map_or(&[], |h| h.value.get(self.buf))
+    }
+
     /// The Call-ID value, trimmed (folding inside kept as on the wire).
     pub fn call_id(&self) -> &'a [u8] {
         self.call_id
     }
 
-    /// The From header.
-    pub fn from(&self) -> &NameAddr<'a> {
-        &self.from
+    /// The From header, parsed.
+    pub fn from(&self) -> Result<NameAddr<'a>, Error> {
+        parse_name_addr(self.value_of(HeaderKind::From)).map_err(header_err(HeaderKind::From))
     }
 
-    /// The To header.
-    pub fn to(&self) -> &NameAddr<'a> {
-        &self.to
+    /// The To header, parsed.
+    pub fn to(&self) -> Result<NameAddr<'a>, Error> {
+        parse_name_addr(self.value_of(HeaderKind::To)).map_err(header_err(HeaderKind::To))
     }
 
     /// The CSeq header.
@@ -545,41 +549,57 @@ impl<'a> Message<'a> {
         &self.cseq
     }
 
-    /// The topmost Via value.
-    pub fn top_via(&self) -> &Via<'a> {
-        &self.top_via
+    /// The topmost Via value, parsed.
+    pub fn top_via(&self) -> Result<Via<'a>, Error> {
+        match parse_via_list(self.value_of(HeaderKind::Via)).next() {
+            Some(v) => v.map_err(header_err(HeaderKind::Via)),
+            None => Err(Error::Missing(HeaderKind::Via)),
+        }
     }
 
-    /// Number of Via values in the message (at least 1).
-    pub fn via_count(&self) -> usize {
-        usize::from(self.via_count)
-    }
-
-    /// Every Via value, top first.
-    pub fn vias(&self) -> impl Iterator<Item = Via<'a>> + '_ {
+    /// Every Via value, top first; parsing stops at the first malformed value (yielded as an
+    /// error).
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, Error>> + 'a {
         let buf = self.buf;
+        let mut failed = false;
         self.headers
             .iter()
             .filter(|h| h.kind == HeaderKind::Via)
-            // Every Via was validated by the scanner, so no value is dropped here.
-            .flat_map(move |h| parse_via_list(h.value.get(buf)).filter_map(Result::ok))
+            .flat_map(move |h| parse_via_list(h.value.get(buf)))
+            .map(|v| v.map_err(header_err(HeaderKind::Via)))
+            .take_while(move |v| {
+                let go = !failed;
+                failed |= v.is_err();
+                go
+            })
     }
 
     /// The bytes that remove the top Via: its whole line when it is alone there, otherwise the
-    /// value and its separator.
-    pub fn top_via_cut(&self) -> Span {
-        self.top_via_at.cut
+    /// value and the separator up to the next value.
+    pub fn top_via_cut(&self) -> Result<Span, Error> {
+        let h = self
+            .first_header(HeaderKind::Via)
+            .ok_or(Error::Missing(HeaderKind::Via))?;
+        let mut values = parse_via_list(h.value.get(self.buf));
+        let top = values
+            .next()
+            .ok_or(Error::Missing(HeaderKind::Via))?
+            .map_err(header_err(HeaderKind::Via))?;
+        match values.next() {
+            None => Ok(h.line),
+            Some(next) => {
+                let next = next.map_err(header_err(HeaderKind::Via))?;
+                Ok(Span::new(
+                    Span::of(self.buf, top.value).start as usize,
+                    Span::of(self.buf, next.value).start as usize,
+                ))
+            }
+        }
     }
 
-    /// The first Max-Forwards value and its header line, if present.
+    /// The first Max-Forwards value, if present.
     pub fn max_forwards(&self) -> Option<u32> {
-        self.max_forwards.map(|(n, _)| n)
-    }
-
-    /// The first Max-Forwards header, if present.
-    pub fn max_forwards_header(&self) -> Option<&Header> {
         self.max_forwards
-            .map(|(_, i)| &self.headers[usize::from(i)])
     }
 
     /// The Content-Length value, if the header is present.
@@ -601,18 +621,21 @@ impl<'a> Message<'a> {
     /// The first value of the first Route header, and the bytes that remove it (its line, or
     /// the value and its separator when more values follow). `None` without a Route header.
     pub fn first_route(&self) -> Option<Result<(NameAddr<'a>, Span), Error>> {
-        self.first_route
-            .map(|i| self.first_list_value(i, HeaderKind::Route))
+        self.first_header(HeaderKind::Route)
+            .map(|h| self.first_list_value(h, HeaderKind::Route))
     }
 
     /// The first value of the first Record-Route header, with its removal span.
     pub fn first_record_route(&self) -> Option<Result<(NameAddr<'a>, Span), Error>> {
-        self.first_record_route
-            .map(|i| self.first_list_value(i, HeaderKind::RecordRoute))
+        self.first_header(HeaderKind::RecordRoute)
+            .map(|h| self.first_list_value(h, HeaderKind::RecordRoute))
     }
 
-    fn first_list_value(&self, i: u8, kind: HeaderKind) -> Result<(NameAddr<'a>, Span), Error> {
-        let h = &self.headers[usize::from(i)];
+    fn first_list_value(
+        &self,
+        h: &Header,
+        kind: HeaderKind,
+    ) -> Result<(NameAddr<'a>, Span), Error> {
         let value = h.value.get(self.buf);
         let end = list_end(value).map_err(header_err(kind))?;
         let na = parse_name_addr(&value[..end]).map_err(header_err(kind))?;
@@ -639,12 +662,37 @@ impl<'a> Message<'a> {
     /// Proxy-Authorization header if it is Digest, otherwise the first Authorization header if
     /// it is Digest.
     pub fn digest_credentials(&self) -> Option<DigestCredentials<'a>> {
-        let get = |i: Option<u8>| {
-            i.and_then(|i| parse_digest(self.headers[usize::from(i)].value.get(self.buf)))
+        let get = |k| {
+            self.first_header(k)
+                .and_then(|h| parse_digest(h.value.get(self.buf)))
         };
-        get(self.proxy_authorization).or_else(|| get(self.authorization))
+        get(HeaderKind::ProxyAuthorization).or_else(|| get(HeaderKind::Authorization))
+    }
+
+    /// Parses everything the scan leaves for later: the Request-URI, From, To, every Via, the
+    /// first Route and Record-Route values. A message that passes is fully well-formed in
+    /// every part routing may read; [`crate::Error`] says which part is not.
+    pub fn validate(&self) -> Result<(), Error> {
+        if let Some(r) = self.request() {
+            r.uri()?;
+        }
+        self.from()?;
+        self.to()?;
+        for v in self.vias() {
+            v?;
+        }
+        if let Some(r) = self.first_route() {
+            r?;
+        }
+        if let Some(r) = self.first_record_route() {
+            r?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod rfc4475;
