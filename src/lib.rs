@@ -13,3 +13,4 @@
 //! added by later stages of the project; see `docs/architecture.md`.
 
 pub mod dispatch;
+pub mod netio;

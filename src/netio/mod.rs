@@ -1,0 +1,203 @@
+//! Batched UDP I/O: the only module of sipdisp that talks to sockets and the only one that
+//! contains `unsafe`.
+//!
+//! One small trait, [`Datapath`], with three implementations in their own files:
+//!
+//! * [`uring`]: io_uring with a multishot `RecvMsg` into a provided-buffer ring and batched
+//!   `SendMsg` submissions (one ring per worker thread, `SO_REUSEPORT` sockets);
+//! * [`mmsg`]: `recvmmsg` / `sendmmsg` with the same slot model, for kernels or sandboxes
+//!   (Docker's default seccomp profile, `kernel.io_uring_disabled`) without io_uring;
+//! * [`memory`]: an in-memory backend for tests and benchmarks.
+//!
+//! [`probe::select`] decides at start which of the first two a worker uses.
+//!
+//! The contract that makes zero copy work: a handler sees each received datagram borrowed from
+//! the backend's receive buffer and queues transmits in an [`Outbox`]. A transmit piece that lies
+//! inside the datagram being handled is *referenced* (an iovec into the receive buffer); any other
+//! piece (small generated headers) is copied into a fixed per-transmit header buffer. The backend
+//! sends the whole batch with one submission, waits for the sends and only then reuses the
+//! receive buffers. Everything is sized at construction: `run_batch` allocates nothing.
+//!
+//! netio knows nothing of SIP.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub mod memory;
+pub mod mmsg;
+pub mod probe;
+mod sock;
+mod txq;
+pub mod uring;
+
+#[cfg(test)]
+mod tests;
+
+pub use memory::{MemoryDatapath, Transmit};
+pub use probe::{DatapathChoice, DatapathUnavailable, io_uring_unavailable, select};
+pub use txq::{MAX_IOVECS, Outbox, OutboxError};
+
+/// The largest UDP payload over IPv4 (65535 - 8 - 20); transmits above it are refused.
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// Index of one of a worker's bound sockets: the listen addresses, in the order given to
+/// [`open`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketIdx(pub u16);
+
+/// One received datagram, borrowed from the backend's receive buffer.
+#[derive(Debug)]
+pub struct Datagram<'a> {
+    /// The payload. Slices of it pushed to the [`Outbox`] are sent without a copy.
+    pub data: &'a [u8],
+    /// Who sent it.
+    pub peer: SocketAddr,
+    /// Which of our sockets received it.
+    pub local: SocketIdx,
+}
+
+/// Which implementation a [`Datapath`] is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// io_uring: multishot receive into a provided-buffer ring, batched `SendMsg`.
+    IoUring,
+    /// `recvmmsg` / `sendmmsg`.
+    Mmsg,
+    /// In memory, no sockets (tests and benchmarks).
+    Memory,
+}
+
+impl Backend {
+    /// The name used in config, logs and metrics: `io_uring`, `mmsg` or `memory`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::IoUring => "io_uring",
+            Backend::Mmsg => "mmsg",
+            Backend::Memory => "memory",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Sizes fixed at construction. The defaults suit a SIP proxy worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// Largest datagram payload received; longer ones are truncated by the kernel, counted in
+    /// [`BatchStats::truncated`] and dropped. Default 65536 (any UDP datagram fits).
+    pub max_datagram: usize,
+    /// io_uring: number of provided receive buffers per worker (rounded up to a power of two,
+    /// at most 32768). Default 256.
+    pub recv_buffers: usize,
+    /// mmsg and memory: most datagrams received per batch. Default 64.
+    pub batch: usize,
+    /// Most transmits queued per batch ([`OutboxError::Full`] beyond). Default 256.
+    pub transmits: usize,
+    /// Bytes of copied (non zero-copy) pieces per transmit. Default 1024.
+    pub header_capacity: usize,
+    /// `SO_RCVBUF` / `SO_SNDBUF` asked for (the kernel caps them at `net.core.rmem_max` /
+    /// `wmem_max`). Default 4 MiB.
+    pub socket_buffer: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            max_datagram: 65_536,
+            recv_buffers: 256,
+            batch: 64,
+            transmits: 256,
+            header_capacity: 1024,
+            socket_buffer: 4 << 20,
+        }
+    }
+}
+
+/// What one [`Datapath::run_batch`] did.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Datagrams handed to the handler.
+    pub received: u64,
+    /// Transmits the kernel accepted.
+    pub sent: u64,
+    /// Transmits the kernel refused (unreachable, no buffer space, ...).
+    pub send_errors: u64,
+    /// Datagrams dropped because they did not fit the receive buffer (`MSG_TRUNC`).
+    pub truncated: u64,
+    /// Bytes of transmits sent by reference to the receive buffer (zero copy).
+    pub referenced_bytes: u64,
+    /// Bytes of transmits copied into header buffers.
+    pub copied_bytes: u64,
+}
+
+impl BatchStats {
+    /// Adds `other` into `self` (for per-worker totals).
+    pub fn add(&mut self, other: &BatchStats) {
+        self.received += other.received;
+        self.sent += other.sent;
+        self.send_errors += other.send_errors;
+        self.truncated += other.truncated;
+        self.referenced_bytes += other.referenced_bytes;
+        self.copied_bytes += other.copied_bytes;
+    }
+}
+
+/// The handler a batch calls: once per received datagram (`Some`), then once with `None` (the
+/// tick, e.g. to send health probes) before the batch is sent.
+pub type Handler<'h> = dyn FnMut(Option<&Datagram<'_>>, &mut Outbox<'_>) + 'h;
+
+/// A worker's batched UDP I/O over its bound sockets.
+pub trait Datapath: Send {
+    /// Which implementation this is.
+    fn kind(&self) -> Backend;
+
+    /// The bound address of each socket, indexed by [`SocketIdx`] (the real port when port 0
+    /// was asked for).
+    fn local_addrs(&self) -> &[SocketAddr];
+
+    /// Runs one batch.
+    ///
+    /// Waits up to `timeout` for datagrams (`None`: until at least one arrives; a zero
+    /// duration: only what is already there), calls `handler` once per received datagram, then
+    /// once with `None` (the tick, called on every batch including one that received nothing),
+    /// then sends every queued transmit in one submission, waits until the kernel is done with
+    /// them and only then makes the receive buffers reusable.
+    ///
+    /// Per-datagram and per-transmit problems are counted in the returned [`BatchStats`]; an
+    /// `Err` means the backend itself failed (e.g. the ring broke) and the worker should stop.
+    fn run_batch(
+        &mut self,
+        timeout: Option<Duration>,
+        handler: &mut Handler<'_>,
+    ) -> io::Result<BatchStats>;
+}
+
+/// Binds one UDP socket per address in `addrs` (in order: `SocketIdx(i)` is `addrs[i]`) with
+/// `SO_REUSEPORT`, and builds a datapath of kind `backend` over them.
+///
+/// Port 0 binds an ephemeral port; to give several workers the same port, open the first one
+/// with the configured addresses and the others with its [`Datapath::local_addrs`].
+/// [`Backend::Memory`] binds nothing and reports `addrs` as given.
+pub fn open(
+    backend: Backend,
+    addrs: &[SocketAddr],
+    cfg: &NetConfig,
+) -> io::Result<Box<dyn Datapath>> {
+    if addrs.is_empty() || addrs.len() > usize::from(u16::MAX) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "netio: between 1 and 65535 listen addresses are needed",
+        ));
+    }
+    Ok(match backend {
+        Backend::IoUring => Box::new(uring::UringDatapath::open(addrs, cfg)?),
+        Backend::Mmsg => Box::new(mmsg::MmsgDatapath::open(addrs, cfg)?),
+        Backend::Memory => Box::new(MemoryDatapath::new(addrs, cfg)),
+    })
+}

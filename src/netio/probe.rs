@@ -1,0 +1,151 @@
+//! Choosing the backend at start: probe io_uring for exactly what [`super::uring`] needs and
+//! fall back to `recvmmsg`/`sendmmsg` with a one-line reason when it is refused.
+//!
+//! The probe is functional, not only a feature list: it creates a ring, checks the opcodes
+//! (`RecvMsg`, `SendMsg`, `ProvideBuffers`) with `IORING_REGISTER_PROBE`, registers a provided
+//! buffer ring, and has a multishot `RecvMsg` receive one datagram over loopback (multishot
+//! receive needs Linux 6.0; the opcode table cannot tell). Seccomp (Docker's default profile)
+//! answers `EPERM` or `ENOSYS` at the first step; `kernel.io_uring_disabled` answers `EPERM`.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use io_uring::{IoUring, Probe, opcode};
+
+use super::{Backend, NetConfig, uring::UringDatapath};
+use super::{Datapath, SocketIdx};
+
+/// The `datapath` setting: which backend a worker uses.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DatapathChoice {
+    /// io_uring when the probe passes, else mmsg.
+    #[default]
+    Auto,
+    /// io_uring, or an error.
+    IoUring,
+    /// `recvmmsg` / `sendmmsg`.
+    Mmsg,
+}
+
+/// io_uring was forced but is not usable here.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("datapath io_uring forced but unavailable: {reason}")]
+pub struct DatapathUnavailable {
+    /// Why, in one line.
+    pub reason: String,
+}
+
+/// Picks the backend for `choice`. With [`DatapathChoice::Auto`] the second value is the reason
+/// io_uring was not taken (log it once); forcing io_uring when the probe fails is an error
+/// carrying the same reason. The probe runs once per process.
+pub fn select(choice: DatapathChoice) -> Result<(Backend, Option<String>), DatapathUnavailable> {
+    match (choice, io_uring_unavailable()) {
+        (DatapathChoice::Mmsg, _) => Ok((Backend::Mmsg, None)),
+        (_, None) => Ok((Backend::IoUring, None)),
+        (DatapathChoice::Auto, Some(why)) => Ok((
+            Backend::Mmsg,
+            Some(format!("io_uring unavailable, using mmsg: {why}")),
+        )),
+        (DatapathChoice::IoUring, Some(why)) => Err(DatapathUnavailable {
+            reason: why.to_owned(),
+        }),
+    }
+}
+
+/// `None` when this process can use the io_uring backend, else why not (one line). Probed
+/// once, then remembered.
+pub fn io_uring_unavailable() -> Option<&'static str> {
+    static RESULT: OnceLock<Option<String>> = OnceLock::new();
+    RESULT.get_or_init(|| probe().err()).as_deref()
+}
+
+fn explain(step: &str, e: &io::Error) -> String {
+    let hint = match e.raw_os_error() {
+        Some(libc::EPERM) => match std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+            Ok(v) if v.trim() != "0" => format!(" (kernel.io_uring_disabled = {})", v.trim()),
+            _ => " (refused by seccomp or a security module)".to_owned(),
+        },
+        Some(libc::ENOSYS) => " (no io_uring in this kernel, or blocked by seccomp)".to_owned(),
+        _ => String::new(),
+    };
+    format!("{step}: {e}{hint}")
+}
+
+fn probe() -> Result<(), String> {
+    let ring = IoUring::new(8).map_err(|e| explain("io_uring_setup", &e))?;
+    let mut p = Probe::new();
+    ring.submitter()
+        .register_probe(&mut p)
+        .map_err(|e| explain("IORING_REGISTER_PROBE", &e))?;
+    for (name, code) in [
+        ("RecvMsg", opcode::RecvMsg::CODE),
+        ("SendMsg", opcode::SendMsg::CODE),
+        ("ProvideBuffers", opcode::ProvideBuffers::CODE),
+    ] {
+        if !p.is_supported(code) {
+            return Err(format!(
+                "io_uring opcode {name} not supported by this kernel"
+            ));
+        }
+    }
+    drop(ring);
+    multishot_echo().map_err(|e| explain("multishot RecvMsg with a buffer ring", &e))
+}
+
+/// Opens a one-socket io_uring datapath on 127.0.0.1, sends it one datagram and expects it back
+/// through the multishot receive.
+fn multishot_echo() -> io::Result<()> {
+    let cfg = NetConfig {
+        max_datagram: 64,
+        recv_buffers: 4,
+        transmits: 1,
+        header_capacity: 16,
+        socket_buffer: 64 << 10,
+        ..NetConfig::default()
+    };
+    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut dp = UringDatapath::open(&[lo], &cfg)?;
+    let client = UdpSocket::bind(lo)?;
+    client.send_to(b"probe", dp.local_addrs()[0])?;
+    let mut got = false;
+    for _ in 0..5 {
+        dp.run_batch(Some(Duration::from_millis(200)), &mut |d, _| {
+            got |= d.is_some_and(|d| d.data == b"probe" && d.local == SocketIdx(0));
+        })?;
+        if got {
+            return Ok(());
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no completion within 1 s",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_honours_the_choice() {
+        assert_eq!(select(DatapathChoice::Mmsg), Ok((Backend::Mmsg, None)));
+        match io_uring_unavailable() {
+            None => {
+                assert_eq!(select(DatapathChoice::Auto), Ok((Backend::IoUring, None)));
+                assert_eq!(
+                    select(DatapathChoice::IoUring),
+                    Ok((Backend::IoUring, None))
+                );
+            }
+            Some(why) => {
+                println!("io_uring unavailable here ({why}): fallback path checked");
+                let (b, reason) = select(DatapathChoice::Auto).unwrap();
+                assert_eq!(b, Backend::Mmsg);
+                assert!(reason.unwrap().contains(why));
+                assert_eq!(select(DatapathChoice::IoUring).unwrap_err().reason, why);
+            }
+        }
+    }
+}

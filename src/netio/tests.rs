@@ -1,0 +1,377 @@
+//! The backend test module: every test runs against each socket backend (io_uring, mmsg) over
+//! real loopback sockets, and against the memory backend where it makes sense. A backend the
+//! kernel does not offer prints "skipped" with the reason.
+
+use std::collections::BTreeSet;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const V4: &str = "127.0.0.1:0";
+const V6: &str = "[::1]:0";
+
+/// The socket backends this kernel offers; prints "skipped" for the others.
+fn socket_backends(test: &str) -> Vec<Backend> {
+    let mut v = Vec::new();
+    match io_uring_unavailable() {
+        None => v.push(Backend::IoUring),
+        Some(why) => println!("{test}: io_uring skipped: {why}"),
+    }
+    v.push(Backend::Mmsg);
+    v
+}
+
+fn ipv6_available(test: &str) -> bool {
+    match UdpSocket::bind(V6) {
+        Ok(_) => true,
+        Err(e) => {
+            println!("{test}: IPv6 loopback skipped: {e}");
+            false
+        }
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn client(like: SocketAddr) -> UdpSocket {
+    let c = UdpSocket::bind(if like.is_ipv4() { V4 } else { V6 }).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    c
+}
+
+/// Runs batches with `handler` until `want` datagrams were received or 5 s passed.
+fn run_until(dp: &mut dyn Datapath, want: u64, handler: &mut Handler<'_>) -> BatchStats {
+    let mut total = BatchStats::default();
+    let end = Instant::now() + Duration::from_secs(5);
+    while total.received + total.truncated < want && Instant::now() < end {
+        let s = dp
+            .run_batch(Some(Duration::from_millis(50)), handler)
+            .unwrap();
+        total.add(&s);
+    }
+    total
+}
+
+fn echo_handler(prefix: &'static [u8]) -> impl FnMut(Option<&Datagram<'_>>, &mut Outbox<'_>) {
+    move |d, ob| {
+        if let Some(d) = d {
+            ob.push(d.local, d.peer, &[prefix, d.data]).unwrap();
+        }
+    }
+}
+
+/// A client per listen address sends `n` datagrams in chunks of `chunk`; the handler echoes
+/// them with a copied prefix and the received data referenced. Checks bytes and zero copy.
+fn echo(backend: Backend, listen: &[SocketAddr], cfg: &NetConfig, n: usize, chunk: usize) {
+    let mut dp = open(backend, listen, cfg).unwrap();
+    assert_eq!(dp.kind(), backend);
+    let locals = dp.local_addrs().to_vec();
+    for (i, l) in locals.iter().enumerate() {
+        assert_eq!(l.ip(), listen[i].ip());
+        assert_ne!(l.port(), 0);
+    }
+    let mut handler = echo_handler(b"ECHO ");
+    let mut buf = vec![0u8; 70_000];
+    for (li, local) in locals.iter().enumerate() {
+        let c = client(*local);
+        let mut sent = 0;
+        while sent < n {
+            let k = chunk.min(n - sent);
+            let mut want = BTreeSet::new();
+            let mut payload_bytes = 0;
+            for j in sent..sent + k {
+                let msg = format!("datagram {j} to socket {li} {}", "x".repeat(j % 200));
+                payload_bytes += msg.len() as u64;
+                c.send_to(msg.as_bytes(), local).unwrap();
+                want.insert(format!("ECHO {msg}").into_bytes());
+            }
+            let s = run_until(&mut *dp, k as u64, &mut handler);
+            assert_eq!(
+                (s.received, s.sent, s.send_errors, s.truncated),
+                (k as u64, k as u64, 0, 0),
+                "{backend} {local}"
+            );
+            assert_eq!(
+                s.referenced_bytes, payload_bytes,
+                "{backend}: data not copied"
+            );
+            assert_eq!(
+                s.copied_bytes,
+                5 * k as u64,
+                "{backend}: only the prefix copied"
+            );
+            let mut got = BTreeSet::new();
+            for _ in 0..k {
+                let (len, from) = c.recv_from(&mut buf).unwrap();
+                assert_eq!(from, *local);
+                got.insert(buf[..len].to_vec());
+            }
+            assert_eq!(got, want, "{backend} {local}");
+            sent += k;
+        }
+    }
+}
+
+#[test]
+fn echo_ipv4_and_ipv6() {
+    let v6 = ipv6_available("echo_ipv4_and_ipv6");
+    for b in socket_backends("echo_ipv4_and_ipv6") {
+        let mut listen = vec![addr(V4)];
+        if v6 {
+            listen.push(addr(V6));
+        }
+        echo(b, &listen, &NetConfig::default(), 300, 100);
+    }
+}
+
+#[test]
+fn batches_larger_than_the_ring() {
+    // 8 receive buffers / batch slots and 16 transmit slots, 100 datagrams at a time: the
+    // multishot receive runs out of buffers (ENOBUFS) and must be re-armed, mmsg needs many
+    // recvmmsg rounds.
+    let cfg = NetConfig {
+        recv_buffers: 8,
+        batch: 8,
+        transmits: 16,
+        ..NetConfig::default()
+    };
+    for b in socket_backends("batches_larger_than_the_ring") {
+        echo(b, &[addr(V4)], &cfg, 400, 100);
+    }
+}
+
+#[test]
+fn largest_datagram_round_trips_without_copy() {
+    for b in socket_backends("largest_datagram_round_trips_without_copy") {
+        let mut dp = open(b, &[addr(V4)], &NetConfig::default()).unwrap();
+        let local = dp.local_addrs()[0];
+        let c = client(local);
+        let big: Vec<u8> = (0..MAX_DATAGRAM).map(|i| (i % 251) as u8).collect();
+        c.send_to(&big, local).unwrap();
+        let mut h = |d: Option<&Datagram<'_>>, ob: &mut Outbox<'_>| {
+            if let Some(d) = d {
+                assert_eq!(
+                    ob.push(d.local, d.peer, &[b"!", d.data]),
+                    Err(OutboxError::TooLarge {
+                        len: MAX_DATAGRAM + 1
+                    })
+                );
+                ob.push(d.local, d.peer, &[&d.data[..10], &d.data[10..]])
+                    .unwrap();
+            }
+        };
+        let s = run_until(&mut *dp, 1, &mut h);
+        assert_eq!((s.received, s.sent), (1, 1), "{b}");
+        assert_eq!(
+            (s.referenced_bytes, s.copied_bytes),
+            (MAX_DATAGRAM as u64, 0)
+        );
+        let mut buf = vec![0u8; 70_000];
+        let (len, _) = c.recv_from(&mut buf).unwrap();
+        assert!(buf[..len] == big[..], "{b}");
+    }
+}
+
+#[test]
+fn truncated_datagrams_are_counted_and_dropped() {
+    let cfg = NetConfig {
+        max_datagram: 2048,
+        ..NetConfig::default()
+    };
+    for b in socket_backends("truncated_datagrams_are_counted_and_dropped") {
+        let mut dp = open(b, &[addr(V4)], &cfg).unwrap();
+        let local = dp.local_addrs()[0];
+        let c = client(local);
+        c.send_to(&[b'a'; 2048], local).unwrap();
+        c.send_to(&[b'b'; 4000], local).unwrap();
+        c.send_to(b"small", local).unwrap();
+        let mut seen = Vec::new();
+        let mut h = |d: Option<&Datagram<'_>>, _: &mut Outbox<'_>| {
+            if let Some(d) = d {
+                seen.push(d.data.len());
+            }
+        };
+        let s = run_until(&mut *dp, 3, &mut h);
+        assert_eq!((s.received, s.truncated), (2, 1), "{b}");
+        assert_eq!(seen, [2048, 5], "{b}");
+    }
+    let mut m = MemoryDatapath::new(&[addr("127.0.0.1:5060")], &cfg);
+    m.inject(SocketIdx(0), addr("127.0.0.1:1"), &[0; 2049]);
+    m.inject(SocketIdx(0), addr("127.0.0.1:1"), &[0; 2048]);
+    let s = m.run_batch(None, &mut |_, _| {}).unwrap();
+    assert_eq!((s.received, s.truncated), (1, 1));
+}
+
+#[test]
+fn timeout_without_traffic_returns_promptly_and_ticks() {
+    for b in socket_backends("timeout_without_traffic_returns_promptly_and_ticks") {
+        let mut dp = open(b, &[addr(V4)], &NetConfig::default()).unwrap();
+        for (timeout, at_most) in [
+            (Duration::ZERO, Duration::from_millis(50)),
+            (Duration::from_millis(100), Duration::from_millis(600)),
+        ] {
+            let mut ticks = 0;
+            let t0 = Instant::now();
+            let s = dp
+                .run_batch(Some(timeout), &mut |d, _| {
+                    assert!(d.is_none());
+                    ticks += 1;
+                })
+                .unwrap();
+            let took = t0.elapsed();
+            assert_eq!(s, BatchStats::default(), "{b}");
+            assert_eq!(ticks, 1, "{b}");
+            assert!(
+                took >= timeout && took < at_most,
+                "{b}: {took:?} for {timeout:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tick_comes_after_the_datagrams_and_can_send() {
+    for b in socket_backends("tick_comes_after_the_datagrams_and_can_send") {
+        let mut dp = open(b, &[addr(V4)], &NetConfig::default()).unwrap();
+        let local = dp.local_addrs()[0];
+        let c = client(local);
+        let peer = c.local_addr().unwrap();
+        c.send_to(b"one", local).unwrap();
+        let mut order = Vec::new();
+        let end = Instant::now() + Duration::from_secs(5);
+        while !order.contains(&"dg") && Instant::now() < end {
+            order.clear();
+            dp.run_batch(Some(Duration::from_millis(50)), &mut |d, ob| match d {
+                Some(_) => order.push("dg"),
+                None => {
+                    order.push("tick");
+                    ob.push(SocketIdx(0), peer, &[b"probe"]).unwrap();
+                }
+            })
+            .unwrap();
+        }
+        assert_eq!(order, ["dg", "tick"], "{b}");
+        let mut buf = [0u8; 16];
+        let (len, _) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"probe");
+    }
+}
+
+/// Pushes each datagram back five times, recording each result.
+fn push_five(
+    results: &mut Vec<Result<(), OutboxError>>,
+) -> impl FnMut(Option<&Datagram<'_>>, &mut Outbox<'_>) + '_ {
+    |d, ob| {
+        if let Some(d) = d {
+            for _ in 0..5 {
+                results.push(ob.push(d.local, d.peer, &[d.data]));
+            }
+        }
+    }
+}
+
+#[test]
+fn full_outbox_is_an_error_not_a_panic() {
+    let cfg = NetConfig {
+        transmits: 4,
+        ..NetConfig::default()
+    };
+    let expect = [Ok(()), Ok(()), Ok(()), Ok(()), Err(OutboxError::Full)];
+    for b in socket_backends("full_outbox_is_an_error_not_a_panic") {
+        let mut dp = open(b, &[addr(V4)], &cfg).unwrap();
+        let local = dp.local_addrs()[0];
+        let c = client(local);
+        c.send_to(b"x", local).unwrap();
+        let mut results = Vec::new();
+        let s = run_until(&mut *dp, 1, &mut push_five(&mut results));
+        assert_eq!(results, expect, "{b}");
+        assert_eq!(s.sent, 4, "{b}");
+        let mut buf = [0u8; 4];
+        for _ in 0..4 {
+            assert_eq!(c.recv_from(&mut buf).unwrap().0, 1);
+        }
+    }
+    let mut m = MemoryDatapath::new(&[addr("127.0.0.1:5060")], &cfg);
+    m.inject(SocketIdx(0), addr("127.0.0.1:1"), b"x");
+    let mut results = Vec::new();
+    m.run_batch(None, &mut push_five(&mut results)).unwrap();
+    assert_eq!(results, expect);
+    assert_eq!(m.transmits().len(), 4);
+}
+
+#[test]
+fn send_to_a_closed_port_is_counted_not_fatal() {
+    for b in socket_backends("send_to_a_closed_port_is_counted_not_fatal") {
+        let mut dp = open(b, &[addr(V4)], &NetConfig::default()).unwrap();
+        // A port nobody listens on: the kernel answers ICMP port unreachable, which a later
+        // send or receive may report as ECONNREFUSED; the worker must keep going.
+        let closed = UdpSocket::bind(V4).unwrap().local_addr().unwrap();
+        for _ in 0..3 {
+            dp.run_batch(Some(Duration::from_millis(10)), &mut |d, ob| {
+                if d.is_none() {
+                    ob.push(SocketIdx(0), closed, &[b"nobody"]).unwrap();
+                }
+            })
+            .unwrap();
+        }
+        echo(b, &[dp.local_addrs()[0]], &NetConfig::default(), 10, 10);
+    }
+}
+
+#[test]
+fn reuseport_shares_one_port_between_two_workers() {
+    for b in socket_backends("reuseport_shares_one_port_between_two_workers") {
+        let mut w1 = open(b, &[addr(V4)], &NetConfig::default()).unwrap();
+        let port = w1.local_addrs()[0];
+        let mut w2 = open(b, w1.local_addrs(), &NetConfig::default()).unwrap();
+        assert_eq!(w2.local_addrs(), [port]);
+        // Many source ports so the kernel's reuseport hash spreads them over both sockets.
+        let clients: Vec<UdpSocket> = (0..32).map(|_| client(port)).collect();
+        for (i, c) in clients.iter().enumerate() {
+            c.send_to(format!("c{i}").as_bytes(), port).unwrap();
+        }
+        let mut per_worker = [0u64; 2];
+        let end = Instant::now() + Duration::from_secs(5);
+        while per_worker.iter().sum::<u64>() < 32 && Instant::now() < end {
+            for (i, w) in [&mut w1, &mut w2].into_iter().enumerate() {
+                let mut h = echo_handler(b"");
+                per_worker[i] += w
+                    .run_batch(Some(Duration::from_millis(10)), &mut h)
+                    .unwrap()
+                    .received;
+            }
+        }
+        assert_eq!(per_worker.iter().sum::<u64>(), 32, "{b}");
+        assert!(
+            per_worker[0] > 0 && per_worker[1] > 0,
+            "{b}: {per_worker:?}"
+        );
+        for (i, c) in clients.iter().enumerate() {
+            let mut buf = [0u8; 8];
+            let (len, _) = c.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..len], format!("c{i}").as_bytes());
+        }
+    }
+}
+
+#[test]
+fn binding_a_taken_port_without_reuseport_fails_clearly() {
+    let taken = UdpSocket::bind(V4).unwrap();
+    let a = taken.local_addr().unwrap();
+    for b in socket_backends("binding_a_taken_port_without_reuseport_fails_clearly") {
+        let e = open(b, &[a], &NetConfig::default()).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::AddrInUse, "{b}");
+        assert!(e.to_string().contains(&a.to_string()), "{e}");
+    }
+}
+
+#[test]
+fn backend_names() {
+    assert_eq!(Backend::IoUring.to_string(), "io_uring");
+    assert_eq!(Backend::Mmsg.to_string(), "mmsg");
+    assert_eq!(Backend::Memory.to_string(), "memory");
+}
