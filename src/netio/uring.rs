@@ -1,24 +1,432 @@
-//! The io_uring backend (in progress).
+//! The io_uring backend: one ring per worker, a multishot `RecvMsg` per socket receiving into a
+//! provided-buffer ring, and every transmit of a batch as a `SendMsg` SQE flushed with one
+//! `io_uring_enter`.
+//!
+//! Buffer ownership is the whole story here. A provided buffer belongs to the kernel while it is
+//! in the buffer ring; a CQE hands it to us (its id is in the CQE flags), and it stays ours — the
+//! handler reads it, transmits reference it — until every send of the batch has completed and
+//! [`ProvidedBuffers::recycle`] puts it back in the ring. Rust slices are only ever made of
+//! buffers we own, so the kernel never writes memory a live reference covers.
+//!
+//! The multishot receive ends when the kernel says so (a CQE without `IORING_CQE_F_MORE`: no
+//! buffer left (`ENOBUFS`), cancellation, an error); the socket is re-armed at the start of the
+//! next batch, after buffers were recycled. Datagrams arriving meanwhile wait in the socket's
+//! receive buffer.
 
+use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
 
-use super::{Backend, BatchStats, Datapath, Handler, NetConfig};
+use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::{IoUring, cqueue, opcode, squeue};
+use socket2::{SockAddr, Socket};
+
+use super::sock::{SOCKADDR_LEN, bind_all, parse_sockaddr};
+use super::txq::{Outbox, TxQueue};
+use super::{Backend, BatchStats, Datagram, Datapath, Handler, NetConfig, SocketIdx};
+
+/// The buffer group id of our one provided-buffer ring.
+const BGID: u16 = 0;
+const TAG_RECV: u64 = 1 << 32;
+const TAG_SEND: u64 = 2 << 32;
+const TAG_CANCEL: u64 = 3 << 32;
+const TAG_MASK: u64 = 0xffff_ffff << 32;
+/// Size of `struct io_uring_recvmsg_out`, which precedes name and payload in each buffer.
+const RECVMSG_OUT_LEN: usize = 16;
+/// How long a batch waits for its sends before giving up with an error.
+const SEND_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Page-aligned, zeroed heap memory that is only accessed through raw pointers (the kernel
+/// reads or writes it concurrently), freed on drop.
+struct RawMem {
+    ptr: NonNull<u8>,
+    layout: Layout,
+    /// Set when the kernel might still use the memory: leaking beats a use after free.
+    leak: bool,
+}
+
+impl RawMem {
+    fn new(len: usize) -> io::Result<RawMem> {
+        let layout = Layout::from_size_align(len.max(1), 4096)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "buffer too large"))?;
+        // SAFETY: `layout` has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        NonNull::new(ptr)
+            .map(|ptr| RawMem {
+                ptr,
+                layout,
+                leak: false,
+            })
+            .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
+    }
+}
+
+impl Drop for RawMem {
+    fn drop(&mut self) {
+        if self.leak {
+            return;
+        }
+        // SAFETY: `ptr` came from `alloc_zeroed` with this very layout and is freed once.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+/// The receive buffers and the ring through which they are provided to the kernel.
+struct ProvidedBuffers {
+    /// `count` buffers of `buf_len` bytes each.
+    mem: RawMem,
+    /// `count` `io_uring_buf` entries of 16 bytes; the ring tail is in the last two bytes of
+    /// entry 0.
+    ring: RawMem,
+    buf_len: usize,
+    count: u16,
+    tail: u16,
+}
+
+impl ProvidedBuffers {
+    fn new(count: u16, buf_len: usize) -> io::Result<ProvidedBuffers> {
+        debug_assert!(count.is_power_of_two());
+        let mut b = ProvidedBuffers {
+            mem: RawMem::new(usize::from(count) * buf_len)?,
+            ring: RawMem::new(usize::from(count) * 16)?,
+            buf_len,
+            count,
+            tail: 0,
+        };
+        for bid in 0..count {
+            b.recycle(bid);
+        }
+        b.publish();
+        Ok(b)
+    }
+
+    /// The whole buffer `bid`.
+    ///
+    /// # Safety
+    /// The caller owns buffer `bid`: a CQE handed it over and it has not been recycled since,
+    /// so the kernel does not write it while the returned slice lives.
+    unsafe fn get(&self, bid: u16) -> &[u8] {
+        assert!(bid < self.count);
+        let off = usize::from(bid) * self.buf_len;
+        // SAFETY: `off + buf_len` is within `mem` (bid < count), the memory is initialised
+        // (zeroed at allocation, then written by the kernel), and by the caller's contract no
+        // one writes it while the slice lives.
+        unsafe { std::slice::from_raw_parts(self.mem.ptr.as_ptr().add(off), self.buf_len) }
+    }
+
+    /// Writes buffer `bid` into the next ring entry; visible to the kernel after
+    /// [`ProvidedBuffers::publish`].
+    fn recycle(&mut self, bid: u16) {
+        assert!(bid < self.count);
+        let idx = usize::from(self.tail & (self.count - 1));
+        let addr = self
+            .mem
+            .ptr
+            .as_ptr()
+            .wrapping_add(usize::from(bid) * self.buf_len) as u64;
+        let entry = self.ring.ptr.as_ptr().wrapping_add(idx * 16);
+        // SAFETY: `entry` is the 16-byte entry `idx < count` inside `ring`, 8-byte aligned (the
+        // ring is page aligned). The kernel does not read entries between its head and our
+        // unpublished tail, so writing addr/len/bid (bytes 0..14, not the tail in 14..16) races
+        // with nothing.
+        unsafe {
+            entry.cast::<u64>().write(addr);
+            entry.add(8).cast::<u32>().write(self.buf_len as u32);
+            entry.add(12).cast::<u16>().write(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes every recycled buffer available to the kernel.
+    fn publish(&self) {
+        // SAFETY: bytes 14..16 of the page-aligned ring are the kernel-shared tail, a u16 the
+        // kernel only reads (with acquire); the release store orders our entry writes first.
+        let tail = unsafe { AtomicU16::from_ptr(self.ring.ptr.as_ptr().add(14).cast()) };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+/// One received datagram waiting to be handled; its buffer is ours until recycled.
+#[derive(Copy, Clone, Debug)]
+struct Rx {
+    bid: u16,
+    sock: u16,
+    off: u32,
+    len: u32,
+    peer: SocketAddr,
+}
 
 /// io_uring datapath over one worker's sockets.
 pub struct UringDatapath {
+    // Field order matters for drop: `Drop` quiesces the ring, then the ring is closed before
+    // the memory it used is freed.
+    ring: IoUring,
+    bufs: ProvidedBuffers,
+    socks: Vec<Socket>,
     locals: Vec<SocketAddr>,
+    /// Per socket: the msghdr template of its multishot receive (only the name and control
+    /// lengths matter); read by the kernel while the receive is armed.
+    recv_msg: Box<[libc::msghdr]>,
+    armed: Box<[bool]>,
+    /// Received, not yet handled (at most one entry per buffer).
+    pending: Box<[Rx]>,
+    npending: usize,
+    tx: TxQueue,
+    tx_names: Box<[SockAddr]>,
+    tx_msgs: Box<[libc::msghdr]>,
+    in_flight: usize,
+}
+
+// SAFETY: the raw pointers inside (msghdrs, provided buffers, iovecs) point at memory owned by
+// this value, used only inside its methods; the ring is used by one thread at a time.
+unsafe impl Send for UringDatapath {}
+
+fn zeroed_msghdr() -> libc::msghdr {
+    // SAFETY: `msghdr` is a plain C struct; all-zero (null pointers, zero lengths) is valid.
+    unsafe { std::mem::zeroed() }
 }
 
 impl UringDatapath {
-    /// Binds `addrs` (see [`super::open`]) and sets up the ring.
+    /// Binds `addrs` (see [`super::open`]), sets up the ring and registers the provided
+    /// buffers.
     pub fn open(addrs: &[SocketAddr], cfg: &NetConfig) -> io::Result<UringDatapath> {
-        let _ = (addrs, cfg);
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "io_uring backend not built yet",
-        ))
+        let (socks, locals) = bind_all(addrs, cfg)?;
+        let count = cfg.recv_buffers.clamp(1, 32_768).next_power_of_two() as u16;
+        let buf_len = RECVMSG_OUT_LEN + SOCKADDR_LEN + cfg.max_datagram.max(1);
+        let tx = TxQueue::new(cfg.transmits, cfg.header_capacity);
+        let sq = (tx.capacity() + 2 * socks.len() + 8)
+            .next_power_of_two()
+            .min(32_768) as u32;
+        let cq = (2 * (usize::from(count) + tx.capacity() + 2 * socks.len()))
+            .next_power_of_two()
+            .min(65_536) as u32;
+        let ring = IoUring::builder().setup_cqsize(cq.max(2 * sq)).build(sq)?;
+        let bufs = ProvidedBuffers::new(count, buf_len)?;
+        // SAFETY: the ring memory (`count` entries) lives in `bufs`, which the returned value
+        // owns and drops only after the ring (see `Drop`), so it stays valid while registered.
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                bufs.ring.ptr.as_ptr() as u64,
+                count,
+                BGID,
+                0,
+            )?;
+        }
+        let recv_msg = socks
+            .iter()
+            .map(|_| {
+                let mut m = zeroed_msghdr();
+                m.msg_namelen = SOCKADDR_LEN as libc::socklen_t;
+                m
+            })
+            .collect();
+        let cap = tx.capacity();
+        Ok(UringDatapath {
+            ring,
+            bufs,
+            armed: vec![false; socks.len()].into_boxed_slice(),
+            pending: vec![
+                Rx {
+                    bid: 0,
+                    sock: 0,
+                    off: 0,
+                    len: 0,
+                    peer: locals[0],
+                };
+                usize::from(count)
+            ]
+            .into_boxed_slice(),
+            npending: 0,
+            tx_names: vec![SockAddr::from(locals[0]); cap].into_boxed_slice(),
+            tx_msgs: vec![zeroed_msghdr(); cap].into_boxed_slice(),
+            tx,
+            socks,
+            locals,
+            recv_msg,
+            in_flight: 0,
+        })
+    }
+
+    /// Pushes an SQE, submitting first if the queue is full.
+    ///
+    /// # Safety
+    /// Everything `e` points to stays valid until its completion.
+    unsafe fn push(&mut self, e: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: forwarded from the caller's contract.
+            if unsafe { self.ring.submission().push(e) }.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
+
+    /// Arms a multishot receive on every socket whose previous one ended.
+    fn arm(&mut self) -> io::Result<()> {
+        for s in 0..self.socks.len() {
+            if self.armed[s] {
+                continue;
+            }
+            let e = opcode::RecvMsgMulti::new(
+                Fd(self.socks[s].as_raw_fd()),
+                &raw const self.recv_msg[s],
+                BGID,
+            )
+            .build()
+            .user_data(TAG_RECV | s as u64);
+            // SAFETY: the msghdr template lives in `recv_msg` (a boxed slice owned by self that
+            // never moves) and the buffers in `bufs`; both outlive the ring (see `Drop`).
+            unsafe { self.push(&e)? };
+            self.armed[s] = true;
+        }
+        Ok(())
+    }
+
+    /// Drains the completion queue: receptions go to `pending`, send results to `stats`.
+    fn reap(&mut self, stats: &mut BatchStats) -> io::Result<()> {
+        let mut err = None;
+        for cqe in self.ring.completion() {
+            let (tag, idx) = (cqe.user_data() & TAG_MASK, cqe.user_data() as u32 as usize);
+            let (res, flags) = (cqe.result(), cqe.flags());
+            match tag {
+                TAG_SEND => {
+                    self.in_flight -= 1;
+                    if res < 0 {
+                        stats.send_errors += 1;
+                    } else {
+                        stats.sent += 1;
+                    }
+                }
+                TAG_RECV => {
+                    if !cqueue::more(flags) {
+                        self.armed[idx] = false;
+                    }
+                    if res < 0 {
+                        match -res {
+                            libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
+                            libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH => {}
+                            e => err = Some(io::Error::from_raw_os_error(e)),
+                        }
+                        continue;
+                    }
+                    let Some(bid) = cqueue::buffer_select(flags) else {
+                        continue;
+                    };
+                    // SAFETY: the CQE handed buffer `bid` to us; it is recycled only after this
+                    // datagram was handled and its sends completed (or right below if dropped).
+                    let buf = unsafe { self.bufs.get(bid) };
+                    let got = RecvMsgOut::parse(
+                        &buf[..(res as usize).min(buf.len())],
+                        &self.recv_msg[idx],
+                    );
+                    let rx = got.ok().and_then(|m| {
+                        if m.is_payload_truncated() {
+                            stats.truncated += 1;
+                            return None;
+                        }
+                        let peer = parse_sockaddr(m.name_data())?;
+                        let off = m.payload_data().as_ptr() as usize - buf.as_ptr() as usize;
+                        Some(Rx {
+                            bid,
+                            sock: idx as u16,
+                            off: off as u32,
+                            len: m.payload_data().len() as u32,
+                            peer,
+                        })
+                    });
+                    match rx {
+                        Some(rx) => {
+                            self.pending[self.npending] = rx;
+                            self.npending += 1;
+                        }
+                        None => {
+                            self.bufs.recycle(bid);
+                            self.bufs.publish();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        err.map_or(Ok(()), Err)
+    }
+
+    /// Submits queued SQEs and waits up to `timeout` for one completion.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let r = match timeout {
+            None => self.ring.submit_and_wait(1),
+            Some(t) if t.is_zero() => self.ring.submit(),
+            Some(t) => {
+                let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
+                let args = SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Queues one `SendMsg` per transmit, submits them together and waits for all of them.
+    fn flush(&mut self, stats: &mut BatchStats) -> io::Result<()> {
+        self.tx.finish();
+        for i in 0..self.tx.len() {
+            let m = *self.tx.meta(i);
+            self.tx_names[i] = SockAddr::from(m.to);
+            let iov = self.tx.iovecs(i);
+            let h = &mut self.tx_msgs[i];
+            h.msg_name = self.tx_names[i].as_ptr().cast_mut().cast();
+            h.msg_namelen = self.tx_names[i].len();
+            h.msg_iov = iov.as_ptr().cast_mut();
+            h.msg_iovlen = iov.len();
+            let e = opcode::SendMsg::new(
+                Fd(self.socks[usize::from(m.from.0)].as_raw_fd()),
+                &raw const self.tx_msgs[i],
+            )
+            .build()
+            .user_data(TAG_SEND | i as u64);
+            // SAFETY: the msghdr, sockaddr and iovecs live in boxed slices owned by self, and
+            // the bytes the iovecs name (header buffers, receive buffers of this batch) are not
+            // written or recycled until `in_flight` is back to zero below.
+            unsafe { self.push(&e)? };
+            self.in_flight += 1;
+        }
+        stats.referenced_bytes += self.tx.referenced;
+        stats.copied_bytes += self.tx.copied;
+        let deadline = Instant::now() + SEND_DEADLINE;
+        if self.in_flight == 0 {
+            return Ok(());
+        }
+        self.ring.submit()?;
+        while self.in_flight > 0 {
+            self.reap(stats)?;
+            if self.in_flight == 0 {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "io_uring sends did not complete",
+                ));
+            }
+            self.wait(Some(left.min(Duration::from_millis(100))))?;
+        }
+        self.tx.clear();
+        Ok(())
     }
 }
 
@@ -33,9 +441,95 @@ impl Datapath for UringDatapath {
 
     fn run_batch(
         &mut self,
-        _timeout: Option<Duration>,
-        _handler: &mut Handler<'_>,
+        timeout: Option<Duration>,
+        handler: &mut Handler<'_>,
     ) -> io::Result<BatchStats> {
-        Ok(BatchStats::default())
+        let mut stats = BatchStats::default();
+        self.arm()?;
+        if self.npending == 0 && self.ring.completion().is_empty() {
+            self.wait(timeout)?;
+        } else {
+            self.ring.submit()?;
+        }
+        self.reap(&mut stats)?;
+        let handled = self.npending;
+        for k in 0..handled {
+            let rx = self.pending[k];
+            // SAFETY: `rx.bid` came from a CQE and is recycled only after this batch's sends
+            // completed (below).
+            let buf = unsafe { self.bufs.get(rx.bid) };
+            let data = &buf[rx.off as usize..(rx.off + rx.len) as usize];
+            let dg = Datagram {
+                data,
+                peer: rx.peer,
+                local: SocketIdx(rx.sock),
+            };
+            stats.received += 1;
+            handler(
+                Some(&dg),
+                &mut Outbox::new(&mut self.tx, &self.locals, data),
+            );
+        }
+        handler(None, &mut Outbox::new(&mut self.tx, &self.locals, &[]));
+        // Receptions completing while we wait for the sends are appended to `pending` and
+        // handled by the next batch.
+        self.flush(&mut stats)?;
+        for k in 0..handled {
+            self.bufs.recycle(self.pending[k].bid);
+        }
+        self.bufs.publish();
+        self.pending.copy_within(handled..self.npending, 0);
+        self.npending -= handled;
+        Ok(stats)
+    }
+}
+
+impl Drop for UringDatapath {
+    /// Cancels the armed receives and waits (bounded) for their final completions, so that no
+    /// operation can write into the buffers after they are freed; then unregisters the ring.
+    fn drop(&mut self) {
+        for s in 0..self.socks.len() {
+            if self.armed[s] {
+                let e = opcode::AsyncCancel::new(TAG_RECV | s as u64)
+                    .build()
+                    .user_data(TAG_CANCEL);
+                // SAFETY: a cancel request points at nothing.
+                if unsafe { self.push(&e) }.is_err() {
+                    break;
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut stats = BatchStats::default();
+        while (self.armed.iter().any(|&a| a) || self.in_flight > 0) && Instant::now() < deadline {
+            if self.wait(Some(Duration::from_millis(50))).is_err() {
+                break;
+            }
+            let _ = self.reap(&mut stats);
+        }
+        if self.armed.iter().any(|&a| a) || self.in_flight > 0 {
+            self.bufs.mem.leak = true;
+            self.bufs.ring.leak = true;
+        }
+        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provided_buffers_wrap_the_ring_tail() {
+        let mut b = ProvidedBuffers::new(4, 32).unwrap();
+        assert_eq!(b.tail, 4);
+        for i in 0..70_000u32 {
+            b.recycle((i % 4) as u16);
+        }
+        b.publish();
+        assert_eq!(b.tail, (4 + 70_000u32 % 65_536) as u16);
+        // SAFETY: no ring is registered with this memory, so nothing else writes it.
+        let first = unsafe { b.get(0) };
+        assert_eq!(first.len(), 32);
     }
 }
