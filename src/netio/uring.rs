@@ -179,6 +179,9 @@ pub struct UringDatapath {
     tx_names: Box<[SockAddr]>,
     tx_msgs: Box<[libc::msghdr]>,
     in_flight: usize,
+    /// Multishot receives armed, and how many ended for lack of buffers (for tests).
+    arms: u64,
+    enobufs: u64,
 }
 
 // SAFETY: the raw pointers inside (msghdrs, provided buffers, iovecs) point at memory owned by
@@ -248,6 +251,8 @@ impl UringDatapath {
             locals,
             recv_msg,
             in_flight: 0,
+            arms: 0,
+            enobufs: 0,
         })
     }
 
@@ -282,6 +287,7 @@ impl UringDatapath {
             // never moves) and the buffers in `bufs`; both outlive the ring (see `Drop`).
             unsafe { self.push(&e)? };
             self.armed[s] = true;
+            self.arms += 1;
         }
         Ok(())
     }
@@ -306,6 +312,7 @@ impl UringDatapath {
                         self.armed[idx] = false;
                     }
                     if res < 0 {
+                        self.enobufs += u64::from(res == -libc::ENOBUFS);
                         match -res {
                             libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
                             libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH => {}
@@ -531,5 +538,41 @@ mod tests {
         // SAFETY: no ring is registered with this memory, so nothing else writes it.
         let first = unsafe { b.get(0) };
         assert_eq!(first.len(), 32);
+    }
+
+    #[test]
+    fn multishot_is_rearmed_after_running_out_of_buffers() {
+        if let Some(why) = crate::netio::io_uring_unavailable() {
+            println!("multishot_is_rearmed_after_running_out_of_buffers: skipped: {why}");
+            return;
+        }
+        let cfg = NetConfig {
+            recv_buffers: 4,
+            ..NetConfig::default()
+        };
+        let mut dp = UringDatapath::open(&["127.0.0.1:0".parse().unwrap()], &cfg).unwrap();
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..64u8 {
+            c.send_to(&[i], dp.local_addrs()[0]).unwrap();
+        }
+        let mut got = Vec::new();
+        let end = Instant::now() + Duration::from_secs(5);
+        while got.len() < 64 && Instant::now() < end {
+            dp.run_batch(Some(Duration::from_millis(20)), &mut |d, _| {
+                got.extend(d.map(|d| d.data[0]));
+            })
+            .unwrap();
+        }
+        assert_eq!(got, (0..64).collect::<Vec<u8>>(), "in order, none lost");
+        assert!(
+            dp.enobufs >= 1 && dp.arms >= 2,
+            "arms {} enobufs {}",
+            dp.arms,
+            dp.enobufs
+        );
+        println!(
+            "4 buffers, 64 datagrams: {} arms, {} ENOBUFS",
+            dp.arms, dp.enobufs
+        );
     }
 }

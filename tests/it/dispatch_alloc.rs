@@ -38,7 +38,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
+pub(crate) fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let before = ALLOCS.with(Cell::get);
     let r = f();
     (r, ALLOCS.with(Cell::get) - before)

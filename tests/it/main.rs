@@ -5,3 +5,4 @@ mod diff_cases;
 mod dispatch_alloc;
 mod golden;
 mod kamailio_diff;
+mod netio_alloc;
