@@ -129,6 +129,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refusals_are_explained_in_one_line() {
+        let eperm = explain("io_uring_setup", &io::Error::from_raw_os_error(libc::EPERM));
+        assert!(eperm.starts_with("io_uring_setup: "), "{eperm}");
+        assert!(
+            eperm.contains("seccomp") || eperm.contains("kernel.io_uring_disabled"),
+            "{eperm}"
+        );
+        let enosys = explain(
+            "io_uring_setup",
+            &io::Error::from_raw_os_error(libc::ENOSYS),
+        );
+        assert!(enosys.contains("no io_uring in this kernel"), "{enosys}");
+        assert!(!eperm.contains('\n') && !enosys.contains('\n'));
+    }
+
+    #[test]
     fn select_honours_the_choice() {
         assert_eq!(select(DatapathChoice::Mmsg), Ok((Backend::Mmsg, None)));
         match io_uring_unavailable() {

@@ -182,6 +182,8 @@ pub struct UringDatapath {
     /// Multishot receives armed, and how many ended for lack of buffers (for tests).
     arms: u64,
     enobufs: u64,
+    /// An unexpected receive error, reported by `run_batch` once the batch is consistent.
+    recv_error: Option<io::Error>,
 }
 
 // SAFETY: the raw pointers inside (msghdrs, provided buffers, iovecs) point at memory owned by
@@ -253,6 +255,7 @@ impl UringDatapath {
             in_flight: 0,
             arms: 0,
             enobufs: 0,
+            recv_error: None,
         })
     }
 
@@ -266,7 +269,16 @@ impl UringDatapath {
             if unsafe { self.ring.submission().push(e) }.is_ok() {
                 return Ok(());
             }
-            self.ring.submit()?;
+            self.submit()?;
+        }
+    }
+
+    /// Submits queued SQEs without waiting. `EBUSY` (completions overflowed; they are kept and
+    /// reaped next) and `EINTR` are not errors.
+    fn submit(&mut self) -> io::Result<()> {
+        match self.ring.submit() {
+            Err(e) if !matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EINTR)) => Err(e),
+            _ => Ok(()),
         }
     }
 
@@ -293,8 +305,7 @@ impl UringDatapath {
     }
 
     /// Drains the completion queue: receptions go to `pending`, send results to `stats`.
-    fn reap(&mut self, stats: &mut BatchStats) -> io::Result<()> {
-        let mut err = None;
+    fn reap(&mut self, stats: &mut BatchStats) {
         for cqe in self.ring.completion() {
             let (tag, idx) = (cqe.user_data() & TAG_MASK, cqe.user_data() as u32 as usize);
             let (res, flags) = (cqe.result(), cqe.flags());
@@ -316,7 +327,7 @@ impl UringDatapath {
                         match -res {
                             libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
                             libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH => {}
-                            e => err = Some(io::Error::from_raw_os_error(e)),
+                            e => self.recv_error = Some(io::Error::from_raw_os_error(e)),
                         }
                         continue;
                     }
@@ -359,7 +370,6 @@ impl UringDatapath {
                 _ => {}
             }
         }
-        err.map_or(Ok(()), Err)
     }
 
     /// Submits queued SQEs and waits up to `timeout` for one completion.
@@ -417,9 +427,9 @@ impl UringDatapath {
         if self.in_flight == 0 {
             return Ok(());
         }
-        self.ring.submit()?;
+        self.submit()?;
         while self.in_flight > 0 {
-            self.reap(stats)?;
+            self.reap(stats);
             if self.in_flight == 0 {
                 break;
             }
@@ -456,9 +466,9 @@ impl Datapath for UringDatapath {
         if self.npending == 0 && self.ring.completion().is_empty() {
             self.wait(timeout)?;
         } else {
-            self.ring.submit()?;
+            self.submit()?;
         }
-        self.reap(&mut stats)?;
+        self.reap(&mut stats);
         let handled = self.npending;
         for k in 0..handled {
             let rx = self.pending[k];
@@ -487,7 +497,10 @@ impl Datapath for UringDatapath {
         self.bufs.publish();
         self.pending.copy_within(handled..self.npending, 0);
         self.npending -= handled;
-        Ok(stats)
+        match self.recv_error.take() {
+            Some(e) => Err(e),
+            None => Ok(stats),
+        }
     }
 }
 
@@ -512,7 +525,7 @@ impl Drop for UringDatapath {
             if self.wait(Some(Duration::from_millis(50))).is_err() {
                 break;
             }
-            let _ = self.reap(&mut stats);
+            self.reap(&mut stats);
         }
         if self.armed.iter().any(|&a| a) || self.in_flight > 0 {
             self.bufs.mem.leak = true;
