@@ -36,6 +36,8 @@ pub struct MmsgDatapath {
     tx: TxQueue,
     tx_names: Box<[SockAddr]>,
     tx_hdrs: Box<[libc::mmsghdr]>,
+    /// The socket read first in the next batch, rotated so a busy socket cannot starve others.
+    first: usize,
 }
 
 // SAFETY: the raw pointers in the iovec / msghdr arrays point into buffers owned by this value
@@ -101,6 +103,7 @@ impl MmsgDatapath {
             _rx_iov: rx_iov,
             rx_hdrs,
             tx,
+            first: 0,
         })
     }
 
@@ -129,7 +132,10 @@ impl MmsgDatapath {
             };
         }
         let mut filled = 0;
-        for (s, pfd) in self.pollfds.iter().enumerate() {
+        let nsocks = self.pollfds.len();
+        self.first = (self.first + 1) % nsocks;
+        for s in (0..nsocks).map(|k| (self.first + k) % nsocks) {
+            let pfd = &self.pollfds[s];
             if pfd.revents == 0 || filled == self.rx_hdrs.len() {
                 continue;
             }
