@@ -128,6 +128,99 @@ fn multishot_echo() -> io::Result<()> {
 mod tests {
     use super::*;
 
+    const CHILD_ENV: &str = "SIPDISP_NETIO_SECCOMP_CHILD";
+
+    /// Runs the probe in a child process whose test thread has a seccomp filter refusing
+    /// `io_uring_setup` with `EPERM`, as Docker's default profile does: `Auto` must fall back to
+    /// mmsg with the reason, forcing io_uring must fail, and mmsg must still carry traffic.
+    #[test]
+    fn falls_back_to_mmsg_when_seccomp_refuses_io_uring() {
+        let name = "netio::probe::tests::falls_back_to_mmsg_when_seccomp_refuses_io_uring";
+        if std::env::var_os(CHILD_ENV).is_some() {
+            return seccomp_child();
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        let at = text.find("fallback ok: ");
+        let line = at.and_then(|i| text[i..].lines().next());
+        println!(
+            "{}",
+            line.unwrap_or_else(|| panic!("no fallback line in {text}"))
+        );
+    }
+
+    fn seccomp_child() {
+        let filter = [
+            // A = seccomp_data.nr
+            libc::sock_filter {
+                code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            },
+            libc::sock_filter {
+                code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 1,
+                k: libc::SYS_io_uring_setup as u32,
+            },
+            libc::sock_filter {
+                code: (libc::BPF_RET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+            },
+            libc::sock_filter {
+                code: (libc::BPF_RET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ALLOW,
+            },
+        ];
+        let prog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr().cast_mut(),
+        };
+        // SAFETY: plain prctl calls; `prog` and `filter` outlive the call, which copies them.
+        // The filter only makes io_uring_setup fail in this (child) process's test thread.
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            assert_eq!(
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                    &raw const prog
+                ),
+                0
+            );
+        }
+        let why = io_uring_unavailable().expect("io_uring refused");
+        assert!(why.starts_with("io_uring_setup: "), "{why}");
+        let (b, reason) = select(DatapathChoice::Auto).unwrap();
+        assert_eq!(b, Backend::Mmsg);
+        let reason = reason.unwrap();
+        assert!(
+            reason.contains("using mmsg") && !reason.contains('\n'),
+            "{reason}"
+        );
+        assert!(select(DatapathChoice::IoUring).is_err());
+        let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut dp = super::super::open(b, &[lo], &NetConfig::default()).unwrap();
+        let c = UdpSocket::bind(lo).unwrap();
+        c.send_to(b"hi", dp.local_addrs()[0]).unwrap();
+        let s = dp
+            .run_batch(Some(Duration::from_secs(2)), &mut |_, _| {})
+            .unwrap();
+        assert_eq!(s.received, 1);
+        println!("fallback ok: {reason}");
+    }
+
     #[test]
     fn refusals_are_explained_in_one_line() {
         let eperm = explain("io_uring_setup", &io::Error::from_raw_os_error(libc::EPERM));
