@@ -14,3 +14,4 @@
 
 pub mod dispatch;
 pub mod netio;
+pub mod proxy;

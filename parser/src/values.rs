@@ -191,6 +191,8 @@ pub struct Via<'a> {
     pub received: Option<&'a [u8]>,
     /// The `rport` parameter (RFC 3581): `Some(None)` when present without a value.
     pub rport: Option<Option<u16>>,
+    /// The whole `rport[=N]` parameter text, where a server fills in the port.
+    pub rport_param: Option<&'a [u8]>,
     /// The parameters after sent-by (without the first `;`), as written.
     pub params: &'a [u8],
 }
@@ -289,6 +291,7 @@ fn parse_via(s: &[u8]) -> Result<(Via<'_>, Option<&[u8]>), ValueError> {
         branch: None,
         received: None,
         rport: None,
+        rport_param: None,
         params: &[],
     };
     let t = skip_lws(s);
@@ -318,6 +321,10 @@ fn parse_via(s: &[u8]) -> Result<(Via<'_>, Option<&[u8]>), ValueError> {
         } else if eq_ic(name, b"received") {
             via.received = Some(value.ok_or("received without value")?);
         } else if eq_ic(name, b"rport") {
+            let end = value.map_or(name, |v| v);
+            let start = name.as_ptr() as usize - params.as_ptr() as usize;
+            let stop = end.as_ptr() as usize + end.len() - params.as_ptr() as usize;
+            via.rport_param = Some(&params[start..stop]);
             via.rport = Some(match value {
                 None => None,
                 Some(v) => Some(parse_u32(v, u64::from(u16::MAX)).ok_or("invalid rport")? as u16),
@@ -538,6 +545,7 @@ mod tests {
         assert_eq!(vias[0].branch, Some(&b"z9hG4bK776asdhds"[..]));
         assert_eq!(vias[0].received, Some(&b"192.0.2.1"[..]));
         assert_eq!(vias[0].rport, Some(Some(5066)));
+        assert_eq!(vias[0].rport_param, Some(&b"rport=5066"[..]));
         assert_eq!(
             vias[0].value,
             b"SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds ;received=192.0.2.1;rport=5066"
@@ -545,6 +553,7 @@ mod tests {
         assert_eq!(vias[1].host, b"[2001:db8::9]");
         assert_eq!(vias[1].port, Some(5070));
         assert_eq!(vias[1].rport, Some(None));
+        assert_eq!(vias[1].rport_param, Some(&b"rport"[..]));
         assert_eq!(vias[1].value, b"SIP / 2.0 / TCP [2001:db8::9]:5070;rport");
         assert_eq!(vias[2].transport, b"TLS");
         assert_eq!(vias[2].branch, None);

@@ -138,6 +138,28 @@ pub struct Message<'a> {
     content_length: Option<u32>,
 }
 
+/// Iterator over the comma-separated name-addr values of one header line.
+struct NameAddrList<'a> {
+    rest: Option<&'a [u8]>,
+    kind: HeaderKind,
+}
+
+impl<'a> Iterator for NameAddrList<'a> {
+    type Item = Result<NameAddr<'a>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.rest.take()?;
+        let end = match list_end(s) {
+            Ok(e) => e,
+            Err(e) => return Some(Err(Error::Header { header: self.kind, what: e })),
+        };
+        if end < s.len() {
+            self.rest = Some(&s[end + 1..]);
+        }
+        Some(parse_name_addr(&s[..end]).map_err(header_err(self.kind)))
+    }
+}
+
 /// Scans `buf` as a SIP message that may be incomplete (stream framing), indexing its headers
 /// into `headers` (cleared first). Leading CR/LF bytes are skipped (RFC 3261 §7.5). Bytes
 /// after the end of the body (as given by Content-Length) are not part of the message; see
@@ -616,6 +638,24 @@ impl<'a> Message<'a> {
     /// The body bytes.
     pub fn body(&self) -> &'a [u8] {
         self.body.get(self.buf)
+    }
+
+    /// Every Route value in order (all Route header lines, each split at commas).
+    pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>, Error>> + 'a {
+        self.list_values(HeaderKind::Route)
+    }
+
+    /// Every Record-Route value in order.
+    pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>, Error>> + 'a {
+        self.list_values(HeaderKind::RecordRoute)
+    }
+
+    fn list_values(&self, kind: HeaderKind) -> impl Iterator<Item = Result<NameAddr<'a>, Error>> + 'a {
+        let buf = self.buf;
+        self.headers
+            .iter()
+            .filter(move |h| h.kind == kind)
+            .flat_map(move |h| NameAddrList { rest: Some(h.value.get(buf)), kind })
     }
 
     /// The first value of the first Route header, and the bytes that remove it (its line, or

@@ -171,6 +171,17 @@ impl<'m, 'x> Plan<'m, 'x> {
         self.insert_at_top(&[b"Record-Route: <", uri, b">\r\n"])
     }
 
+    /// Inserts `parts` at byte offset `at` of the original message (e.g. `;received=…` at the
+    /// end of the client's Via value). `at` must not lie inside a replaced range.
+    pub fn insert(&mut self, at: usize, parts: &[&[u8]]) -> Result<(), PlanError> {
+        if at > self.end {
+            return Err(PlanError::NotApplicable);
+        }
+        let mark = self.scratch.len();
+        let piece = self.write(parts)?;
+        self.push(Span::new(at, at), piece).inspect_err(|_| self.scratch.truncate(mark))
+    }
+
     /// Inserts a header line `name: value` above every other header.
     pub fn insert_header(&mut self, name: &[u8], value: &[u8]) -> Result<(), PlanError> {
         self.insert_at_top(&[name, b": ", value, b"\r\n"])

