@@ -8,10 +8,15 @@
 //! * [`dispatch`]: destination sets, list-file loading, the selection algorithms 0–12, the
 //!   destination state machine and latency statistics. It never sees SIP bytes or sockets: the
 //!   caller hands it the key bytes an algorithm asks for and the current time.
+//! * [`config`]: the TOML configuration file (Kamailio names for dispatcher parameters) with
+//!   located errors, and the `check` report.
+//! * [`cli`]: the command line (clap definitions and the `check` command).
 //!
-//! The proxy (sans-IO message path), the I/O backends, configuration and the admin plane are
-//! added by later stages of the project; see `docs/architecture.md`.
+//! The proxy (sans-IO message path), the I/O backends and the admin plane are added by later
+//! stages of the project; see `docs/architecture.md`.
 
+pub mod cli;
+pub mod config;
 pub mod dispatch;
 pub mod netio;
 pub mod proxy;

@@ -1,0 +1,112 @@
+//! The command line: clap definitions and the commands that need no running daemon.
+//!
+//! `main` parses [`Cli`] and dispatches; `run` (sockets, threads, signals) lives with `main`,
+//! `check` lives here so it can be tested without the binary.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, CheckReport};
+use crate::netio;
+
+/// Where the appliance installs the configuration.
+pub const DEFAULT_CONFIG: &str = "/etc/sipdisp/sipdisp.toml";
+
+/// sipdisp: a SIP load balancer with Kamailio dispatcher semantics.
+#[derive(Debug, Parser)]
+#[command(name = "sipdisp", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands. (`ctl`, the control-plane client, comes with the admin plane.)
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the load balancer in the foreground (logs to stderr).
+    Run {
+        /// Configuration file.
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and its list file, print every problem and a summary;
+    /// exit status 1 when `run` would refuse to start.
+    Check {
+        /// Configuration file.
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+/// Writes `report` (errors and warnings to `err`, the summary to `out`) and returns the exit
+/// code: 0 when the configuration is usable, 1 otherwise.
+pub fn print_report(report: &CheckReport, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    // Output errors are ignored: there is nowhere left to report them.
+    for e in &report.errors {
+        let _ = writeln!(err, "error: {e}");
+    }
+    for w in &report.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
+    if let Some(s) = &report.summary {
+        let _ = write!(out, "{s}");
+    }
+    if report.ok() {
+        let _ = writeln!(
+            out,
+            "ok ({} warning{})",
+            report.warnings.len(),
+            if report.warnings.len() == 1 { "" } else { "s" }
+        );
+        0
+    } else {
+        let n = report.errors.len();
+        let _ = writeln!(err, "{n} error{}", if n == 1 { "" } else { "s" });
+        1
+    }
+}
+
+/// `sipdisp check --config FILE`: validates, probes the datapath, prints, returns the exit code.
+pub fn check_command(path: &Path) -> i32 {
+    let report = config::check(path);
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let mut code = print_report(&report, &mut out, &mut err);
+    if let Some(cfg) = &report.config {
+        match netio::select(cfg.server.datapath) {
+            Ok((backend, None)) => {
+                let _ = writeln!(out, "datapath here: {backend}");
+            }
+            Ok((backend, Some(why))) => {
+                let _ = writeln!(out, "datapath here: {backend} ({why})");
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: {}: server.datapath: {e}", path.display());
+                code = 1;
+            }
+        }
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition() {
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["sipdisp", "check", "--config", "x.toml"]).unwrap();
+        assert!(matches!(c.command, Command::Check { config } if config == Path::new("x.toml")));
+        let c = Cli::try_parse_from(["sipdisp", "run"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Run { config } if config == Path::new(DEFAULT_CONFIG))
+        );
+        let e = Cli::try_parse_from(["sipdisp", "--version"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
+    }
+}

@@ -1,0 +1,229 @@
+//! `sipdisp check`: the configuration, the list file it names, and how they fit together.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::dispatch::{Algorithm, ListError, ListErrors, LoadHooks, LoadedList, SetId, parse_list};
+
+use super::error::{ConfigError, ErrorKind};
+use super::route::Action;
+use super::{Config, Route};
+
+/// Why the list file could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListLoadError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {error}", path.display())]
+    Io {
+        /// The list file.
+        path: PathBuf,
+        /// The I/O error, as text.
+        error: String,
+    },
+    /// Lines that fail the load (every one, `file:line: field: …`).
+    #[error("{0}")]
+    List(ListErrors),
+}
+
+/// Reads and parses `config.dispatcher.list_file` with the configured parameters. Errors and
+/// warnings name the file as the configuration resolved it.
+pub fn load_list(config: &Config) -> Result<LoadedList, ListLoadError> {
+    let path = &config.dispatcher.list_file;
+    let text = std::fs::read(path).map_err(|e| ListLoadError::Io {
+        path: path.clone(),
+        error: e.to_string(),
+    })?;
+    let name = path.display().to_string();
+    parse_list(
+        &name,
+        &text,
+        &config.dispatcher.params,
+        &LoadHooks::default(),
+    )
+    .map_err(ListLoadError::List)
+}
+
+/// One problem found by [`check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// In the configuration file (also used for route/list mismatches, located at the route).
+    Config(ConfigError),
+    /// On a line of the list file.
+    List(ListError),
+    /// The list file could not be read.
+    ListIo(String),
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Config(e) => e.fmt(f),
+            Problem::List(e) => e.fmt(f),
+            Problem::ListIo(e) => f.write_str(e),
+        }
+    }
+}
+
+/// What a valid configuration amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Listen addresses (`udp:IP:port`).
+    pub listen: Vec<String>,
+    /// Worker threads that will run.
+    pub workers: usize,
+    /// `auto`, `io_uring` or `mmsg` as configured (the probe result is the caller's).
+    pub datapath: &'static str,
+    /// The list file.
+    pub list_file: PathBuf,
+    /// Destinations per set, by set id.
+    pub sets: Vec<(SetId, usize)>,
+    /// One line per route, in order.
+    pub routes: Vec<String>,
+}
+
+/// Everything `sipdisp check` prints.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// The configuration, when it is valid.
+    pub config: Option<Config>,
+    /// The list, when it loaded.
+    pub list: Option<LoadedList>,
+    /// Problems that would stop `sipdisp run`.
+    pub errors: Vec<Problem>,
+    /// Problems that would not (skipped destinations, routes naming absent sets, …).
+    pub warnings: Vec<Problem>,
+    /// Present when configuration and list are both valid.
+    pub summary: Option<Summary>,
+}
+
+impl CheckReport {
+    /// True when `sipdisp run` would start with this configuration.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "listen: {}", self.listen.join(", "))?;
+        writeln!(f, "workers: {}, datapath: {}", self.workers, self.datapath)?;
+        let total: usize = self.sets.iter().map(|s| s.1).sum();
+        writeln!(
+            f,
+            "list: {} ({} sets, {total} destinations)",
+            self.list_file.display(),
+            self.sets.len()
+        )?;
+        for (set, n) in &self.sets {
+            writeln!(f, "  set {}: {n} destinations", set.0)?;
+        }
+        writeln!(f, "routes ({}, first match wins):", self.routes.len())?;
+        for r in &self.routes {
+            writeln!(f, "  {r}")?;
+        }
+        Ok(())
+    }
+}
+
+fn route_note(config: &Config, route: &Route, key: &str, what: String) -> Problem {
+    Problem::Config(ConfigError {
+        file: config.path.display().to_string(),
+        line: route.line,
+        col: u32::from(route.line > 0),
+        key: format!("{}.{key}", route.name),
+        kind: ErrorKind::Conflict(what),
+    })
+}
+
+/// Cross-checks routes against the loaded sets; all findings are warnings (the list may be
+/// reloaded with the missing sets later).
+fn route_warnings(config: &Config, sets: &BTreeMap<SetId, usize>, out: &mut Vec<Problem>) {
+    let list = config.dispatcher.list_file.display();
+    let mut catch_all: Option<&str> = None;
+    for r in &config.routes {
+        if let Some(prev) = catch_all {
+            let why = format!("unreachable: route {prev:?} before it matches every request");
+            out.push(route_note(config, r, "name", why));
+        }
+        if let Some(set) = r.source.and_then(|s| s.set)
+            && !sets.contains_key(&set)
+        {
+            let why = format!("set {} is not in {list}: the route never matches", set.0);
+            out.push(route_note(config, r, "source_in_set", why));
+        }
+        if let Action::Select(s) = &r.action {
+            for rule in &s.rules {
+                if !sets.contains_key(&rule.set) {
+                    let why = format!("set {} is not in {list}", rule.set.0);
+                    out.push(route_note(config, r, "select", why));
+                }
+                if rule.alg == Algorithm::CallLoad && config.dispatcher.params.ds_hash_size == 0 {
+                    let why = format!(
+                        "rule {}=10 with ds_hash_size = 0: picks the least loaded destination \
+                         but counts no calls",
+                        rule.set.0
+                    );
+                    out.push(route_note(config, r, "select", why));
+                }
+            }
+        }
+        let unconditional = r.methods.is_empty()
+            && r.source.is_none()
+            && r.ruri_user_prefix.is_none()
+            && r.header.is_none();
+        if unconditional && catch_all.is_none() {
+            catch_all = Some(&r.name);
+        }
+    }
+}
+
+/// Checks the configuration at `path` and the list file it names; never stops at the first
+/// problem. The exit code is the caller's decision ([`CheckReport::ok`]).
+pub fn check(path: &Path) -> CheckReport {
+    let mut report = CheckReport {
+        config: None,
+        list: None,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        summary: None,
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            report.errors.extend(e.0.into_iter().map(Problem::Config));
+            return report;
+        }
+    };
+    match load_list(&config) {
+        Ok(list) => {
+            let mut sets = BTreeMap::new();
+            for e in &list.entries {
+                *sets.entry(e.set).or_insert(0usize) += 1;
+            }
+            report
+                .warnings
+                .extend(list.warnings.iter().cloned().map(Problem::List));
+            route_warnings(&config, &sets, &mut report.warnings);
+            report.summary = Some(Summary {
+                listen: config.server.listen.iter().map(|l| l.to_string()).collect(),
+                workers: config.server.worker_count(),
+                datapath: match config.server.datapath {
+                    crate::netio::DatapathChoice::Auto => "auto",
+                    crate::netio::DatapathChoice::IoUring => "io_uring",
+                    crate::netio::DatapathChoice::Mmsg => "mmsg",
+                },
+                list_file: config.dispatcher.list_file.clone(),
+                sets: sets.into_iter().collect(),
+                routes: config.routes.iter().map(|r| r.to_string()).collect(),
+            });
+            report.list = Some(list);
+        }
+        Err(ListLoadError::List(e)) => {
+            report.errors.extend(e.0.into_iter().map(Problem::List));
+        }
+        Err(e @ ListLoadError::Io { .. }) => report.errors.push(Problem::ListIo(e.to_string())),
+    }
+    report.config = Some(config);
+    report
+}

@@ -1,0 +1,275 @@
+//! `[dispatcher]`: Kamailio's module parameters under their own names, plus the list file,
+//! the algorithm-7 template and the event hook.
+
+use std::path::{Path, PathBuf};
+
+use crate::dispatch::{DispatchParams, HashFailover};
+
+use super::error::ErrorKind;
+use super::read::{Ctx, Table, Value};
+use super::template::HashTemplate;
+
+/// `[dispatcher]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dispatcher {
+    /// `list_file`, resolved against the configuration file's directory. Default
+    /// `dispatcher.list` beside the configuration file.
+    pub list_file: PathBuf,
+    /// Every Kamailio module parameter (same names, 5.6.3 defaults; seconds become `Duration`s).
+    pub params: DispatchParams,
+    /// `hash_pvar`: the algorithm-7 key template; `None` (Kamailio: unset) makes alg 7 a
+    /// configuration error in routes.
+    pub hash_pvar: Option<HashTemplate>,
+    /// `event_hook`: command run on destination state changes (issue 5), resolved like
+    /// `list_file`. Default none.
+    pub event_hook: Option<PathBuf>,
+}
+
+impl Dispatcher {
+    /// Defaults for a configuration file in `dir`.
+    pub fn defaults_in(dir: &Path) -> Self {
+        Self {
+            list_file: dir.join("dispatcher.list"),
+            params: DispatchParams::default(),
+            hash_pvar: None,
+            event_hook: None,
+        }
+    }
+}
+
+pub(crate) const DISPATCHER_KEYS: &[&str] = &[
+    "list_file",
+    "hash_pvar",
+    "event_hook",
+    "flags",
+    "use_default",
+    "force_dst",
+    "ds_probing_threshold",
+    "ds_inactive_threshold",
+    "ds_probing_mode",
+    "ds_ping_interval",
+    "ds_ping_method",
+    "ds_ping_from",
+    "ds_ping_reply_codes",
+    "ds_ping_latency_stats",
+    "ds_latency_estimator_alpha",
+    "ds_hash_size",
+    "ds_hash_expire",
+    "ds_hash_initexpire",
+    "ds_hash_check_interval",
+    "ds_load_mode",
+    "ds_attrs_none",
+    "reload_delta",
+    "ds_dns_mode",
+    "ds_dns_interval",
+    "ds_timer_mode",
+    "xavp_dst",
+    "xavp_ctx",
+    "ds_default_socket",
+    "ds_default_sockname",
+    "outbound_proxy",
+    "hex_flags",
+    "hash_failover",
+    "retain_state",
+];
+
+/// Kamailio parameters that are deliberately absent, with the reason shown to the operator.
+pub(crate) fn kamailio_only(name: &str) -> Option<String> {
+    let why = match name {
+        "db_url" | "table_name" | "setid_col" | "destination_col" | "flags_col"
+        | "priority_col" | "attrs_col" | "ds_db_extra_attrs" => {
+            "sipdisp reads destinations from `list_file` only (no database)"
+        }
+        "setid_pvname" | "attrs_pvname" | "xavp_dst_mode" | "xavp_ctx_mode" => {
+            "sipdisp has no script variables; routes replace the script"
+        }
+        "ds_probing_threshhold" => "3.x spelling; use `ds_probing_threshold`",
+        "ds_ping_sock" => "use `ds_default_socket`",
+        _ => return None,
+    };
+    Some(format!("Kamailio parameter `{name}`: {why}"))
+}
+
+fn sip_uri(c: &mut Ctx<'_>, k: &str, v: &Value<'_>) -> Option<String> {
+    let s = c.string(k, v)?;
+    let lower = s.to_ascii_lowercase();
+    let ok = (lower.starts_with("sip:") || lower.starts_with("sips:"))
+        && !s.contains(char::is_whitespace);
+    if !ok {
+        c.bad(&v.span(), k, "a SIP URI (sip:…)", &format!("{s:?}"));
+        return None;
+    }
+    Some(s)
+}
+
+/// `code=NNN;class=N;…` as Kamailio's `ds_ping_reply_codes`.
+fn reply_codes_ok(s: &str) -> bool {
+    s.is_empty()
+        || s.split(';').filter(|p| !p.is_empty()).all(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let n: u16 = match v.trim().parse() {
+                Ok(n) => n,
+                Err(_) => return false,
+            };
+            match k.trim() {
+                "code" => (100..=699).contains(&n),
+                "class" => (1..=6).contains(&n),
+                _ => false,
+            }
+        })
+}
+
+fn small<T: TryFrom<i64>>(
+    c: &mut Ctx<'_>,
+    t: &Table<'_, '_>,
+    key: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Option<T> {
+    c.at(t, key, |c, k, v| c.int(k, v, range))
+        .and_then(|n| T::try_from(n).ok())
+}
+
+pub(crate) fn read_dispatcher(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, dir: &Path) -> Dispatcher {
+    let mut d = Dispatcher::defaults_in(dir);
+    let path = |c: &mut Ctx<'_>, k: &str, v: &Value<'_>| {
+        let s = c.string(k, v)?;
+        if s.is_empty() {
+            c.bad(&v.span(), k, "a file path", "\"\"");
+            return None;
+        }
+        Some(dir.join(s))
+    };
+    if let Some(p) = ctx.at(t, "list_file", path) {
+        d.list_file = p;
+    }
+    d.event_hook = ctx.at(t, "event_hook", path);
+    d.hash_pvar = ctx.at(t, "hash_pvar", |c, k, v| {
+        let s = c.string(k, v)?;
+        match HashTemplate::parse(&s) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                c.error(&v.span(), k, ErrorKind::Conflict(format!("{s:?}: {e}")));
+                None
+            }
+        }
+    });
+
+    let p = &mut d.params;
+    macro_rules! num {
+        ($name:ident, $range:expr) => {
+            if let Some(x) = small(ctx, t, stringify!($name), $range) {
+                p.$name = x;
+            }
+        };
+    }
+    macro_rules! flag {
+        ($name:ident) => {
+            if let Some(x) = ctx.at(t, stringify!($name), Ctx::flag) {
+                p.$name = x;
+            }
+        };
+    }
+    macro_rules! secs {
+        ($name:ident) => {
+            if let Some(x) = ctx.at(t, stringify!($name), Ctx::seconds) {
+                p.$name = x;
+            }
+        };
+    }
+    num!(flags, 0..=3);
+    flag!(use_default);
+    flag!(force_dst);
+    num!(ds_probing_threshold, 0..=65535);
+    num!(ds_inactive_threshold, 0..=65535);
+    num!(ds_probing_mode, 0..=3);
+    if let Some(x) = ctx.at(t, "ds_ping_interval", Ctx::seconds) {
+        p.ds_ping_interval = (!x.is_zero()).then_some(x);
+    }
+    if let Some(m) = ctx.at(t, "ds_ping_method", |c, k, v| {
+        let s = c.string(k, v)?;
+        let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase());
+        if !ok {
+            c.bad(
+                &v.span(),
+                k,
+                "a SIP method in capitals, e.g. \"OPTIONS\"",
+                &format!("{s:?}"),
+            );
+        }
+        ok.then_some(s)
+    }) {
+        p.ds_ping_method = m;
+    }
+    if let Some(s) = ctx.at(t, "ds_ping_from", sip_uri) {
+        p.ds_ping_from = s;
+    }
+    if let Some(s) = ctx.at(t, "ds_ping_reply_codes", |c, k, v| {
+        let s = c.string(k, v)?;
+        let ok = reply_codes_ok(&s);
+        if !ok {
+            let want = "`code=NNN` (100–699) and `class=N` (1–6) separated by `;`";
+            c.bad(&v.span(), k, want, &format!("{s:?}"));
+        }
+        ok.then_some(s)
+    }) {
+        p.ds_ping_reply_codes = s;
+    }
+    flag!(ds_ping_latency_stats);
+    num!(ds_latency_estimator_alpha, 1..=999);
+    num!(ds_hash_size, 0..=31);
+    secs!(ds_hash_expire);
+    secs!(ds_hash_initexpire);
+    secs!(ds_hash_check_interval);
+    num!(ds_load_mode, 0..=1);
+    flag!(ds_attrs_none);
+    secs!(reload_delta);
+    num!(ds_dns_mode, 0..=15);
+    secs!(ds_dns_interval);
+    num!(ds_timer_mode, 0..=1);
+    if let Some(s) = ctx.at(t, "xavp_dst", Ctx::string) {
+        p.xavp_dst = s;
+    }
+    if let Some(s) = ctx.at(t, "xavp_ctx", Ctx::string) {
+        p.xavp_ctx = s;
+    }
+    p.ds_default_socket = ctx.at(t, "ds_default_socket", Ctx::string);
+    p.ds_default_sockname = ctx.at(t, "ds_default_sockname", Ctx::string);
+    p.outbound_proxy = ctx.at(t, "outbound_proxy", sip_uri);
+    flag!(hex_flags);
+    flag!(retain_state);
+    if let Some(h) = ctx.at(t, "hash_failover", |c, k, v| {
+        let s = c.string(k, v)?;
+        let h = match s.as_str() {
+            "next-index" => Some(HashFailover::NextIndex),
+            "rendezvous" => Some(HashFailover::Rendezvous),
+            _ => None,
+        };
+        if h.is_none() {
+            c.bad(
+                &v.span(),
+                k,
+                "\"next-index\" or \"rendezvous\"",
+                &format!("{s:?}"),
+            );
+        }
+        h
+    }) {
+        p.hash_failover = h;
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_codes() {
+        for ok in ["", "code=403", "class=2;code=403;", "code=404;code=488"] {
+            assert!(reply_codes_ok(ok), "{ok}");
+        }
+        for bad in ["403", "code=99", "class=7", "x=1", "code=abc"] {
+            assert!(!reply_codes_ok(bad), "{bad}");
+        }
+    }
+}
