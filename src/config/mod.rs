@@ -7,6 +7,7 @@
 //! * [`load_list`] reads the destination list the configuration names, through
 //!   [`crate::dispatch::parse_list`], so `sipdisp check` reports bad list lines too.
 //! * [`check`] does both and summarises (sets, destinations, routes) for printing.
+//! * [`Config::proxy_config`] translates routes, template and sockets into the proxy's types.
 //!
 //! What this module deliberately does not do: open sockets, resolve names or start anything.
 //! The file format is described key by key in `docs/configuration.md`;
@@ -23,6 +24,7 @@ mod read;
 mod route;
 mod server;
 mod template;
+mod to_proxy;
 
 #[cfg(test)]
 mod tests;

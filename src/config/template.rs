@@ -81,13 +81,15 @@ pub enum Part {
 /// A parsed `hash_pvar`, e.g. `"$fU@$ci"`.
 ///
 /// Guarantees: at least one part; the hashed string is the concatenation of the parts,
-/// whitespace-trimmed (reference §4, alg 7).
+/// whitespace-trimmed (reference §4, alg 7); `compiled` is the proxy's evaluator for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashTemplate {
     /// The template as written.
     pub source: String,
     /// Its pieces in order.
     pub parts: Vec<Part>,
+    /// The same template as the proxy evaluates it.
+    pub compiled: crate::proxy::Template,
 }
 
 /// Why a template does not parse.
@@ -171,9 +173,15 @@ impl HashTemplate {
                 what: "expected a template with at least one variable or non-blank text".into(),
             });
         }
+        // The proxy's parser is the one that runs; it must agree (it accepts a superset).
+        let compiled = crate::proxy::Template::parse(source).map_err(|e| TemplateError {
+            at: e.at,
+            what: e.what.to_owned(),
+        })?;
         Ok(Self {
             source: source.to_owned(),
             parts,
+            compiled,
         })
     }
 }

@@ -606,3 +606,30 @@ fn sysconfig_defaults_load_and_check_clean() {
 fn r_again(path: &Path) -> CheckReport {
     check(path)
 }
+
+#[test]
+fn documented_route_example_parses() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
+    let after = doc.split("### Examples").nth(1).expect("examples section");
+    let block = after
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml block");
+    let text = format!("[dispatcher]\nhash_pvar = \"$fU\"\n{block}");
+    let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "backend-keepalive",
+            "from-gateways",
+            "tenant-acme",
+            "germany",
+            "refuse"
+        ]
+    );
+}

@@ -1,0 +1,169 @@
+//! What the proxy needs from a [`Config`]: its route table, template and sockets.
+//!
+//! The configuration keeps its own types (they carry names and lines for `check` and errors);
+//! this is the one place that translates them into the proxy's run-time types.
+
+use crate::proxy::{self, Condition, LocalSocket, ProxyConfig, RouteTable, SourceSets, Target};
+
+use super::Config;
+use super::route::{Action, Route, SelectMode};
+
+fn bytes(s: &str) -> Box<[u8]> {
+    s.as_bytes().into()
+}
+
+fn route(r: &Route) -> proxy::Route {
+    let mut conditions = Vec::new();
+    if !r.methods.is_empty() {
+        conditions.push(Condition::Method(
+            r.methods.iter().map(|m| bytes(m)).collect(),
+        ));
+    }
+    if let Some(s) = r.source {
+        conditions.push(Condition::SourceInSet {
+            sets: s.set.map_or(SourceSets::Any, SourceSets::Set),
+            mode: s.mode,
+        });
+    }
+    if let Some(p) = &r.ruri_user_prefix {
+        conditions.push(Condition::RuriUserPrefix(bytes(p)));
+    }
+    if let Some(h) = &r.header {
+        conditions.push(Condition::Header {
+            name: bytes(&h.name),
+            value: h.value.as_deref().map(bytes),
+        });
+    }
+    let action = match &r.action {
+        Action::Select(s) => proxy::Action::Select {
+            rules: s.rules.clone(),
+            target: match s.mode {
+                SelectMode::Dst => Target::Dst,
+                SelectMode::Ruri => Target::Ruri,
+            },
+            limit: s.limit.map_or(0, |l| l.get()),
+        },
+        Action::Reply(r) => proxy::Action::Reply {
+            code: r.code,
+            reason: r.reason.as_str().into(),
+        },
+    };
+    proxy::Route {
+        name: r.name.as_str().into(),
+        conditions,
+        action,
+    }
+}
+
+impl Config {
+    /// The proxy's route table, routes in file order.
+    pub fn route_table(&self) -> RouteTable {
+        RouteTable {
+            routes: self.routes.iter().map(route).collect(),
+        }
+    }
+
+    /// The proxy's local sockets, one per `server.listen` address in order (the I/O layer's
+    /// socket index), advertised as `server.advertise` when set (its port, else the socket's).
+    pub fn local_sockets(&self) -> Vec<LocalSocket> {
+        self.server
+            .listen
+            .iter()
+            .map(|l| {
+                let mut s = LocalSocket::new(l.addr);
+                if let Some(a) = &self.server.advertise {
+                    let host = if a.host.contains(':') {
+                        format!("[{}]", a.host)
+                    } else {
+                        a.host.clone()
+                    };
+                    s.advertise_host = host.into_bytes().into();
+                    s.advertise_port = a.port.unwrap_or(l.addr.port());
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// Everything the proxy workers need, fixed at start.
+    pub fn proxy_config(&self) -> ProxyConfig {
+        ProxyConfig {
+            sockets: self.local_sockets(),
+            record_route: self.server.record_route,
+            max_forwards: u32::from(self.server.max_forwards),
+            routes: self.route_table(),
+            hash_template: self
+                .dispatcher
+                .hash_pvar
+                .as_ref()
+                .map(|t| t.compiled.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn translates_routes_and_sockets() {
+        let text = r#"
+[server]
+listen = ["0.0.0.0:5060", "[::]:5062"]
+advertise = "2001:db8::1"
+record_route = true
+[dispatcher]
+hash_pvar = "$ci"
+[[route]]
+name = "gw"
+methods = ["INVITE"]
+source_in_set = "any"
+ruri_user_prefix = "+49"
+header = "X-T"
+header_value = "a"
+select = "1=7"
+mode = "ruri"
+limit = 3
+[[route]]
+reply = { code = 404 }
+"#;
+        let c = Config::parse(text, Path::new("s.toml")).unwrap();
+        let p = c.proxy_config();
+        assert_eq!(p.sockets.len(), 2);
+        assert_eq!(&*p.sockets[0].advertise_host, b"[2001:db8::1]");
+        assert_eq!(p.sockets[1].advertise_port, 5062);
+        assert!(p.record_route);
+        assert_eq!(p.max_forwards, 70);
+        assert!(p.hash_template.is_some());
+        let r = &p.routes.routes;
+        assert_eq!(&*r[0].name, "gw");
+        assert_eq!(r[0].conditions.len(), 4);
+        assert_eq!(
+            r[0].conditions[1],
+            Condition::SourceInSet {
+                sets: SourceSets::Any,
+                mode: 2
+            }
+        );
+        assert!(matches!(
+            r[0].action,
+            proxy::Action::Select {
+                target: Target::Ruri,
+                limit: 3,
+                ..
+            }
+        ));
+        assert_eq!(
+            r[1].action,
+            proxy::Action::Reply {
+                code: 404,
+                reason: "Not Found".into()
+            }
+        );
+        let d = Config::parse("", Path::new("s.toml")).unwrap();
+        assert_eq!(d.route_table(), RouteTable::default_round_robin());
+        assert_eq!(&*d.local_sockets()[0].advertise_host, b"127.0.0.1");
+    }
+}
