@@ -7,7 +7,9 @@
 //!
 //! * for a request (RFC 3261 §16, stateless): absorbs the ACK of its own replies, checks
 //!   Max-Forwards (483), loops (482), the Request-URI scheme (416) and Proxy-Require (420),
-//!   follows loose routes that name this proxy, otherwise picks the first matching route, runs
+//!   follows loose routes that name this proxy, sends CANCEL and non-2xx ACK where their INVITE
+//!   went, sends other in-dialog requests to their Request-URI (the dialog's remote target) when
+//!   it is an IP address, otherwise picks the first matching route, runs
 //!   its `ds_select_routes` rules and forwards to the selected destination — with a new top Via
 //!   whose branch is stateless (retransmissions, CANCEL and non-2xx ACK get the INVITE's), the
 //!   client's Via completed with `received`/`rport` (RFC 3581), Max-Forwards decremented (or

@@ -492,3 +492,38 @@ fn routes_match_in_order_and_reply_action() {
     );
     assert_eq!(w.counters().route_hits, vec![1, 1, 1, 1]);
 }
+
+#[test]
+fn round_robin_in_dialog_requests_follow_the_remote_target() {
+    let p = plane(LIST, DispatchParams::default());
+    let mut w = Worker::new(config(select("1=4", Target::Dst)), 1);
+    let mut out = Collect::default();
+    for i in 0..6 {
+        let inv = invite(&format!("d-{i}"), &format!("z9hG4bK-d{i}"), "");
+        run(&mut w, &p, &inv, &mut out);
+        let backend = out.sent.last().unwrap().1;
+        // ACK for 2xx and BYE: new transactions, To tag, R-URI = the backend's Contact.
+        for (method, cseq) in [("ACK", "1 ACK"), ("BYE", "2 BYE")] {
+            let m = inv
+                .replace(
+                    "INVITE sip:bob@biloxi.example",
+                    &format!("{method} sip:bob@{backend}"),
+                )
+                .replace("1 INVITE", cseq)
+                .replace(
+                    "<sip:bob@biloxi.example>\r\n",
+                    "<sip:bob@biloxi.example>;tag=uas\r\n",
+                )
+                .replace(
+                    &format!("branch=z9hG4bK-d{i}"),
+                    &format!("branch=z9hG4bK-d{i}{method}"),
+                );
+            assert_eq!(run(&mut w, &p, &m, &mut out), Verdict::Routed, "{method}");
+            assert_eq!(
+                out.sent.last().unwrap().1,
+                backend,
+                "{method} reaches the dialog's backend"
+            );
+        }
+    }
+}

@@ -377,6 +377,15 @@ impl State {
             }
         }
 
+        // An in-dialog request without a Route set goes to its Request-URI (the remote target
+        // from the dialog's Contact, RFC 3261 §12.2.1.1) when that names another element by
+        // IP address: it is the only place the dialog lives, whatever the algorithm.
+        if in_dialog && !self.is_ours(ruri.host, ruri.port) {
+            if let Some(hop) = ip_port(ruri.host, ruri.port) {
+                return self.forward_routed(msg, pkt, &top, Some(hop), remove_route, sink);
+            }
+        }
+
         let Some((route_pos, route)) = self.cfg.routes.find(msg, pkt.source, plane) else {
             return self.reply(msg, pkt, 404, "No Matching Route", &[], sink);
         };

@@ -1,0 +1,350 @@
+//! The running load balancer: loads the destination plane, opens one datapath per worker
+//! thread, and runs the receive → scan → select → rewrite → send loop until told to stop.
+//!
+//! Threads and state: each worker thread owns one [`Datapath`] (its own io_uring ring or mmsg
+//! batch, `SO_REUSEPORT` sockets on the shared listen addresses) and one [`proxy::Worker`]
+//! (scratch space and plain counters). The destination plane (dispatcher snapshot plus resolved
+//! addresses) is shared read-only through an [`ArcSwap`]: workers load it once per batch, the
+//! control plane (reload, later issues) stores a new one. Nothing on the message path takes a
+//! lock. Counters are per worker, published to the main thread once per second and at exit.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::dispatch::{DispatchParams, ListErrors, LoadHooks, Snapshot, parse_list};
+use crate::netio::{self, Backend, DatapathChoice, NetConfig, SocketIdx};
+use crate::proxy::{self, Counters, Inbound, LocalSocket, Plane, ProxyConfig, Sink};
+
+/// Everything the daemon needs, already validated (built from the configuration file).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// UDP listen addresses (port 0 = any free port).
+    pub listen: Vec<SocketAddr>,
+    /// Per listen address: the host and port to advertise in Via / Record-Route instead of
+    /// the bound address (required for unspecified addresses).
+    pub advertise: Vec<Option<(String, Option<u16>)>>,
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    /// Which datapath.
+    pub datapath: DatapathChoice,
+    /// Datapath sizing.
+    pub net: NetConfig,
+    /// The proxy's behaviour (its `sockets` are filled in at start from the bound addresses).
+    pub proxy: ProxyConfig,
+    /// The destination list file.
+    pub list_file: PathBuf,
+    /// Dispatcher parameters.
+    pub params: DispatchParams,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The list file could not be read.
+    #[error("cannot read destination list {path}: {source}")]
+    ListRead {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The list file has errors (every bad line is listed).
+    #[error("{0}")]
+    List(ListErrors),
+    /// The datapath could not be chosen or opened.
+    #[error("datapath: {0}")]
+    Datapath(String),
+    /// A listen address is unspecified (0.0.0.0 / ::) and nothing to advertise was given.
+    #[error("listen address {0} is unspecified: set [server] advertise to the address peers reach")]
+    NoAdvertise(SocketAddr),
+}
+
+/// A running daemon (see [`start`]): its bound addresses, backend, and the stop switch.
+pub struct Running {
+    /// The bound listen addresses (ports resolved when 0 was asked for).
+    pub local_addrs: Vec<SocketAddr>,
+    /// The datapath in use.
+    pub backend: Backend,
+    /// Why io_uring was not used, when it was not.
+    pub fallback: Option<String>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+    published: Arc<Mutex<Vec<Counters>>>,
+    plane: Arc<ArcSwap<Plane>>,
+}
+
+impl Running {
+    /// The stop switch: set it and the workers finish their current batch and exit.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// The counters of all workers, summed (as last published, at most a second old).
+    pub fn counters(&self) -> Counters {
+        sum(&self.published.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The current destination plane.
+    pub fn plane(&self) -> Arc<Plane> {
+        self.plane.load_full()
+    }
+
+    /// Waits for every worker to exit (after the stop flag is set) and returns the final
+    /// counters.
+    pub fn join(self) -> Counters {
+        for t in self.threads {
+            let _ = t.join();
+        }
+        sum(&self.published.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+fn sum(all: &[Counters]) -> Counters {
+    let mut total = Counters::default();
+    for c in all {
+        total.forwarded += c.forwarded;
+        total.routed += c.routed;
+        total.relayed += c.relayed;
+        total.absorbed += c.absorbed;
+        total.for_us += c.for_us;
+        for (t, v) in total.replied.iter_mut().zip(c.replied) {
+            *t += v;
+        }
+        for (t, v) in total.dropped.iter_mut().zip(c.dropped) {
+            *t += v;
+        }
+        if total.route_hits.len() < c.route_hits.len() {
+            total.route_hits.resize(c.route_hits.len(), 0);
+        }
+        for (t, v) in total.route_hits.iter_mut().zip(&c.route_hits) {
+            *t += v;
+        }
+    }
+    total
+}
+
+/// Reads the list file and builds the destination plane, resolving host names once (here,
+/// never on the message path). Unresolvable destinations stay selectable but unreachable
+/// (their requests get a 503), and are reported in the returned warnings.
+pub fn load_plane(
+    path: &std::path::Path,
+    params: &DispatchParams,
+) -> Result<(Plane, Vec<String>), DaemonError> {
+    let text = std::fs::read(path).map_err(|source| DaemonError::ListRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    let name = path.display().to_string();
+    let loaded =
+        parse_list(&name, &text, params, &LoadHooks::default()).map_err(DaemonError::List)?;
+    let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let snapshot = Snapshot::build(&loaded.entries, params.clone(), seed);
+    let plane = Plane::new(snapshot, |d| {
+        proxy::literal_addr(d).or_else(|| {
+            let host = String::from_utf8_lossy(d.host()).into_owned();
+            let found = (host.as_str(), d.port().unwrap_or(5060))
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next());
+            if found.is_none() {
+                warnings.push(format!(
+                    "{name}:{}: destination {} does not resolve",
+                    d.line,
+                    String::from_utf8_lossy(&d.uri)
+                ));
+            }
+            found
+        })
+    });
+    Ok((plane, warnings))
+}
+
+/// Starts the daemon: loads the plane, opens the datapaths, spawns the workers. Returns once
+/// everything is listening.
+pub fn start(settings: Settings) -> Result<Running, DaemonError> {
+    let (plane, warnings) = load_plane(&settings.list_file, &settings.params)?;
+    for w in warnings {
+        eprintln!("sipdisp: warning: {w}");
+    }
+    let (backend, fallback) =
+        netio::select(settings.datapath).map_err(|e| DaemonError::Datapath(e.to_string()))?;
+    if let Some(why) = &fallback {
+        eprintln!("sipdisp: {why}");
+    }
+    let first = netio::open(backend, &settings.listen, &settings.net)
+        .map_err(|e| DaemonError::Datapath(format!("{}: {e}", backend.as_str())))?;
+    let local_addrs = first.local_addrs().to_vec();
+    let mut sockets = Vec::with_capacity(local_addrs.len());
+    for (i, addr) in local_addrs.iter().enumerate() {
+        let mut s = LocalSocket::new(*addr);
+        match settings.advertise.get(i).cloned().flatten() {
+            Some((host, port)) => {
+                let host = if host.contains(':') && !host.starts_with('[') {
+                    format!("[{host}]")
+                } else {
+                    host
+                };
+                s.advertise_host = host.into_bytes().into();
+                s.advertise_port = port.unwrap_or(addr.port());
+            }
+            None if addr.ip().is_unspecified() => return Err(DaemonError::NoAdvertise(*addr)),
+            None => {}
+        }
+        sockets.push(s);
+    }
+    let mut proxy_cfg = settings.proxy.clone();
+    proxy_cfg.sockets = sockets;
+    let proxy_cfg = Arc::new(proxy_cfg);
+    let mut datapaths = vec![first];
+    for _ in 1..settings.workers.max(1) {
+        datapaths.push(
+            netio::open(backend, &local_addrs, &settings.net)
+                .map_err(|e| DaemonError::Datapath(e.to_string()))?,
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let plane = Arc::new(ArcSwap::from_pointee(plane));
+    let published = Arc::new(Mutex::new(vec![Counters::default(); datapaths.len()]));
+    let mut threads = Vec::new();
+    for (n, mut dp) in datapaths.into_iter().enumerate() {
+        let (stop, plane, published, cfg) = (
+            Arc::clone(&stop),
+            Arc::clone(&plane),
+            Arc::clone(&published),
+            Arc::clone(&proxy_cfg),
+        );
+        let t = thread::Builder::new()
+            .name(format!("sipdisp-w{n}"))
+            .spawn(move || worker_loop(n, dp.as_mut(), &cfg, &plane, &stop, &published))
+            .map_err(|e| DaemonError::Datapath(format!("cannot spawn worker: {e}")))?;
+        threads.push(t);
+    }
+    Ok(Running {
+        local_addrs,
+        backend,
+        fallback,
+        stop,
+        threads,
+        published,
+        plane,
+    })
+}
+
+/// Adapts the datapath's outbox to the proxy's sink.
+struct OutboxSink<'a, 'b>(&'a mut netio::Outbox<'b>);
+
+impl Sink for OutboxSink<'_, '_> {
+    fn send(&mut self, local: usize, to: SocketAddr, pieces: &[&[u8]]) -> bool {
+        self.0.push(SocketIdx(local as u16), to, pieces).is_ok()
+    }
+}
+
+fn worker_loop(
+    n: usize,
+    dp: &mut dyn netio::Datapath,
+    cfg: &Arc<ProxyConfig>,
+    plane: &ArcSwap<Plane>,
+    stop: &AtomicBool,
+    published: &Mutex<Vec<Counters>>,
+) {
+    let mut worker = proxy::Worker::new(Arc::clone(cfg), 0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1));
+    let mut last_publish = Instant::now();
+    let mut last_error: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let current = plane.load();
+        let now = Instant::now();
+        let mut handler = |d: Option<&netio::Datagram<'_>>, out: &mut netio::Outbox<'_>| {
+            if let Some(d) = d {
+                let pkt = Inbound {
+                    data: d.data,
+                    source: d.peer,
+                    local: usize::from(d.local.0),
+                };
+                worker.handle(now, &current, &pkt, &mut OutboxSink(out));
+            }
+        };
+        if let Err(e) = dp.run_batch(Some(Duration::from_millis(100)), &mut handler) {
+            // Rate-limited: one line per second at most.
+            if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                eprintln!("sipdisp: worker {n}: datapath error: {e}");
+                last_error = Some(Instant::now());
+            }
+        }
+        if last_publish.elapsed() >= Duration::from_secs(1) {
+            publish(n, &worker, published);
+            last_publish = Instant::now();
+        }
+    }
+    publish(n, &worker, published);
+}
+
+fn publish(n: usize, worker: &proxy::Worker, published: &Mutex<Vec<Counters>>) {
+    let mut all = published.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(slot) = all.get_mut(n) {
+        slot.clone_from(worker.counters());
+    }
+}
+
+/// One line summarising counters, for logs.
+pub fn summary(c: &Counters) -> String {
+    let drops: Vec<String> = c
+        .dropped
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v > 0)
+        .map(|(i, v)| format!("{}={v}", proxy::Drop::label_of(i)))
+        .collect();
+    format!(
+        "forwarded={} routed={} relayed={} replied_4xx={} replied_5xx={} absorbed={} for_us={} dropped={} [{}]",
+        c.forwarded,
+        c.routed,
+        c.relayed,
+        c.replied[4],
+        c.replied[5],
+        c.absorbed,
+        c.for_us,
+        c.dropped.iter().sum::<u64>(),
+        drops.join(" ")
+    )
+}
+
+impl Settings {
+    /// The daemon's settings from a validated configuration.
+    pub fn from_config(cfg: &crate::config::Config) -> Settings {
+        let mut net = NetConfig::default();
+        // The I/O layer has one socket buffer size for both directions: take the larger.
+        if let Some(n) = cfg.server.recv_buffer_size.max(cfg.server.send_buffer_size) {
+            net.socket_buffer = n;
+        }
+        let advertise = cfg
+            .server
+            .listen
+            .iter()
+            .map(|_| {
+                cfg.server
+                    .advertise
+                    .as_ref()
+                    .map(|a| (a.host.clone(), a.port))
+            })
+            .collect();
+        Settings {
+            listen: cfg.server.listen.iter().map(|l| l.addr).collect(),
+            advertise,
+            workers: cfg.server.worker_count(),
+            datapath: cfg.server.datapath,
+            net,
+            proxy: cfg.proxy_config(),
+            list_file: cfg.dispatcher.list_file.clone(),
+            params: cfg.dispatcher.params.clone(),
+        }
+    }
+}

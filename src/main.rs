@@ -1,0 +1,70 @@
+//! The `sipdisp` binary: command line, startup, signals. Everything else is in the library.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use sipdisp::cli::{Cli, Command};
+use sipdisp::config::Config;
+use sipdisp::daemon::{self, Settings};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => ExitCode::from(sipdisp::cli::check_command(&config) as u8),
+        Command::Run { config } => match run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sipdisp: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = Settings::from_config(&config);
+    let workers = settings.workers;
+    let running = daemon::start(settings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plane = running.plane();
+    let destinations: usize = plane.snapshot.sets().iter().map(|s| s.len()).sum();
+    let addrs: Vec<String> = running
+        .local_addrs
+        .iter()
+        .map(|a| format!("udp:{a}"))
+        .collect();
+    eprintln!(
+        "sipdisp {}: listening on {} ({} worker{}, datapath {}); {} set{}, {} destination{}",
+        env!("CARGO_PKG_VERSION"),
+        addrs.join(", "),
+        workers,
+        if workers == 1 { "" } else { "s" },
+        running.backend,
+        plane.snapshot.sets().len(),
+        if plane.snapshot.sets().len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        destinations,
+        if destinations == 1 { "" } else { "s" },
+    );
+    drop(plane);
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&term))
+            .context("installing signal handlers")?;
+    }
+    while !term.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("sipdisp: stopping");
+    running.stop_flag().store(true, Ordering::Relaxed);
+    let counters = running.join();
+    eprintln!("sipdisp: stopped: {}", daemon::summary(&counters));
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The per-message proxy path allocates nothing: scan, route, select (every algorithm but 10),
+//! rewrite plan, stateless replies, response relaying — counted by the binary's counting
+//! allocator (see `dispatch_alloc.rs`) on the current thread, after one warm-up round.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sipdisp::dispatch::{DispatchParams, LoadHooks, Snapshot, parse_list, parse_rules};
+use sipdisp::proxy::{
+    Action, Inbound, LocalSocket, Plane, ProxyConfig, Route, RouteTable, Sink, Target, Template,
+    Verdict, Worker, literal_addr,
+};
+
+use crate::dispatch_alloc::allocations;
+
+/// A sink that keeps only a byte count and the last destination (no allocation).
+struct Count {
+    bytes: usize,
+    last: Option<SocketAddr>,
+}
+
+impl Sink for Count {
+    fn send(&mut self, _local: usize, to: SocketAddr, pieces: &[&[u8]]) -> bool {
+        self.bytes += pieces.iter().map(|p| p.len()).sum::<usize>();
+        self.last = Some(to);
+        true
+    }
+}
+
+fn request(method: &str, call_id: &str, extra: &str) -> String {
+    format!(
+        "{method} sip:+4930123@pbx.example.com;user=phone SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.17:5062;branch=z9hG4bK-{call_id};rport\r\nMax-Forwards: 70\r\nFrom: \"A\" <sip:alice@pbx.example.com>;tag=8e2f\r\nTo: <sip:+4930123@pbx.example.com>\r\nCall-ID: {call_id}\r\nCSeq: 1 {method}\r\nProxy-Authorization: Digest username=\"alice\"\r\n{extra}Content-Length: 4\r\n\r\nv=0\n"
+    )
+}
+
+#[test]
+fn proxy_message_path_allocates_nothing() {
+    let params = DispatchParams::default();
+    let list = "1 sip:127.0.0.1:5070 0 0 weight=50;rweight=50\n1 sip:127.0.0.1:5071 0 0 weight=50;rweight=50\n2 sip:127.0.0.1:5072 1\n";
+    let loaded = parse_list(
+        "alloc.list",
+        list.as_bytes(),
+        &params,
+        &LoadHooks::default(),
+    )
+    .unwrap();
+    let plane = Plane::new(Snapshot::build(&loaded.entries, params, 3), literal_addr);
+    let route = |name: &str, rules: &str, target| Route {
+        name: name.into(),
+        conditions: vec![sipdisp::proxy::Condition::Header {
+            name: b"X-Alg".as_slice().into(),
+            value: Some(name.as_bytes().into()),
+        }],
+        action: Action::Select {
+            rules: parse_rules(rules).unwrap(),
+            target,
+            limit: 0,
+        },
+    };
+    let mut routes: Vec<Route> = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12]
+        .iter()
+        .map(|a| {
+            route(
+                &a.to_string(),
+                &format!("1={a}"),
+                if a % 2 == 0 {
+                    Target::Dst
+                } else {
+                    Target::Ruri
+                },
+            )
+        })
+        .collect();
+    routes.push(route("dead", "2=0", Target::Dst));
+    let cfg = Arc::new(ProxyConfig {
+        sockets: vec![LocalSocket::new("127.0.0.1:5060".parse().unwrap())],
+        record_route: true,
+        max_forwards: 70,
+        routes: RouteTable { routes },
+        hash_template: Template::parse("$fU@$hdr(X-Alg)").ok(),
+    });
+    let mut worker = Worker::new(cfg, 9);
+    let source: SocketAddr = "198.51.100.17:5062".parse().unwrap();
+    let mut msgs: Vec<String> = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12]
+        .iter()
+        .flat_map(|a| {
+            let x = format!("X-Alg: {a}\r\n");
+            vec![
+                request("INVITE", &format!("c{a}"), &x),
+                request("CANCEL", &format!("c{a}"), &x),
+                request("OPTIONS", &format!("o{a}"), &x),
+            ]
+        })
+        .collect();
+    msgs.push(request("INVITE", "dead", "X-Alg: dead\r\n")); // 503
+    msgs.push(
+        request("OPTIONS", "mf", "X-Alg: 0\r\n").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+    ); // 483
+    msgs.push("garbage".to_owned());
+    let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-sd-0123456789abcdef;rport=5060\r\nVia: SIP/2.0/UDP 198.51.100.17:5062;branch=z9hG4bK-x;received=198.51.100.17;rport=5062\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: r\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    msgs.push(response.to_owned());
+    let mut sink = Count {
+        bytes: 0,
+        last: None,
+    };
+    let mut verdicts = Vec::with_capacity(msgs.len() * 2);
+    for round in 0..2 {
+        verdicts.clear();
+        let now = Instant::now();
+        let ((), n) = allocations(|| {
+            for m in &msgs {
+                let from = if m.starts_with("SIP/2.0") {
+                    "127.0.0.1:5070".parse().unwrap()
+                } else {
+                    source
+                };
+                let v = worker.handle(
+                    now,
+                    &plane,
+                    &Inbound {
+                        data: m.as_bytes(),
+                        source: from,
+                        local: 0,
+                    },
+                    &mut sink,
+                );
+                verdicts.push(v);
+            }
+        });
+        if round == 1 {
+            assert_eq!(n, 0, "allocations on the message path: {verdicts:?}");
+        }
+    }
+    assert!(sink.bytes > 0);
+    let forwarded = verdicts
+        .iter()
+        .filter(|v| matches!(v, Verdict::Forwarded(_)))
+        .count();
+    assert_eq!(forwarded, 36, "{verdicts:?}");
+    assert!(verdicts.contains(&Verdict::Replied(503)) && verdicts.contains(&Verdict::Replied(483)));
+    assert!(verdicts.contains(&Verdict::Relayed));
+}
