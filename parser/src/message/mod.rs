@@ -151,7 +151,12 @@ impl<'a> Iterator for NameAddrList<'a> {
         let s = self.rest.take()?;
         let end = match list_end(s) {
             Ok(e) => e,
-            Err(e) => return Some(Err(Error::Header { header: self.kind, what: e })),
+            Err(e) => {
+                return Some(Err(Error::Header {
+                    header: self.kind,
+                    what: e,
+                }));
+            }
         };
         if end < s.len() {
             self.rest = Some(&s[end + 1..]);
@@ -650,12 +655,18 @@ impl<'a> Message<'a> {
         self.list_values(HeaderKind::RecordRoute)
     }
 
-    fn list_values(&self, kind: HeaderKind) -> impl Iterator<Item = Result<NameAddr<'a>, Error>> + 'a {
+    fn list_values(
+        &self,
+        kind: HeaderKind,
+    ) -> impl Iterator<Item = Result<NameAddr<'a>, Error>> + 'a {
         let buf = self.buf;
         self.headers
             .iter()
             .filter(move |h| h.kind == kind)
-            .flat_map(move |h| NameAddrList { rest: Some(h.value.get(buf)), kind })
+            .flat_map(move |h| NameAddrList {
+                rest: Some(h.value.get(buf)),
+                kind,
+            })
     }
 
     /// The first value of the first Route header, and the bytes that remove it (its line, or

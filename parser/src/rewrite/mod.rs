@@ -179,7 +179,8 @@ impl<'m, 'x> Plan<'m, 'x> {
         }
         let mark = self.scratch.len();
         let piece = self.write(parts)?;
-        self.push(Span::new(at, at), piece).inspect_err(|_| self.scratch.truncate(mark))
+        self.push(Span::new(at, at), piece)
+            .inspect_err(|_| self.scratch.truncate(mark))
     }
 
     /// Inserts a header line `name: value` above every other header.
