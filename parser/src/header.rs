@@ -54,6 +54,7 @@ pub enum HeaderKind {
 impl HeaderKind {
     /// Classifies a header name (case-insensitive, compact forms included). The name must not
     /// contain surrounding white space.
+    #[inline]
     pub fn from_name(name: &[u8]) -> HeaderKind {
         use HeaderKind::*;
         let Some(&first) = name.first() else {
@@ -97,10 +98,7 @@ impl HeaderKind {
             (19, b'p') => (b"proxy-authorization", ProxyAuthorization),
             _ => return Other,
         };
-        // `| 0x20` folds exactly the upper-case letters onto the lower-case candidate: no other
-        // token character lands on a letter or on `-` that way.
-        if candidate.len() == name.len() && candidate.iter().zip(name).all(|(&c, &n)| n | 0x20 == c)
-        {
+        if eq_folded(name, candidate) {
             kind
         } else {
             Other
@@ -129,6 +127,40 @@ impl HeaderKind {
             ContentEncoding => "Content-Encoding",
             Other => return None,
         })
+    }
+}
+
+/// Whether `name` (a token) equals `lower` (lower-case letters and `-`) ignoring ASCII case:
+/// a few fixed-size word loads instead of a byte loop, `| 0x20` folding exactly the upper-case
+/// letters onto their lower-case form for token characters (two overlapping loads cover any
+/// length from 2 to 2× the word size). Lengths 2..=24.
+#[inline]
+fn eq_folded(name: &[u8], lower: &[u8]) -> bool {
+    let n = name.len();
+    if n != lower.len() || n < 2 {
+        return n == lower.len() && name.eq_ignore_ascii_case(lower);
+    }
+    macro_rules! same {
+        ($t:ty, $w:expr, $at:expr) => {{
+            let a = <$t>::from_le_bytes(name[$at..$at + $w].try_into().unwrap_or_default());
+            let b = <$t>::from_le_bytes(lower[$at..$at + $w].try_into().unwrap_or_default());
+            let fold = <$t>::from_le_bytes([0x20; $w]);
+            a | fold == b | fold
+        }};
+    }
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            if !same!(u64, 8, at) {
+                return false;
+            }
+            at += 8;
+        }
+        same!(u64, 8, n - 8)
+    } else if n >= 4 {
+        same!(u32, 4, 0) && same!(u32, 4, n - 4)
+    } else {
+        same!(u16, 2, 0) && same!(u16, 2, n - 2)
     }
 }
 
@@ -246,6 +278,21 @@ mod tests {
                 core::str::from_utf8(name)
             );
         }
+    }
+
+    #[test]
+    fn folded_comparison() {
+        assert!(eq_folded(b"PROXY-AUTHORIZATION", b"proxy-authorization"));
+        assert!(eq_folded(b"Content-Length", b"content-length"));
+        assert!(!eq_folded(b"Content-Lengtx", b"content-length"));
+        assert!(!eq_folded(b"Xontent-Length", b"content-length"));
+        assert!(eq_folded(b"To", b"to"));
+        assert!(!eq_folded(b"Tp", b"to"));
+        assert!(!eq_folded(b"To", b"too"));
+        assert!(eq_folded(b"CSEQ", b"cseq"));
+        // A token character that is not a letter never folds onto one.
+        assert!(!eq_folded(b"Call_ID", b"call-id"));
+        assert!(!eq_folded(b"Call-I\x04", b"call-id"));
     }
 
     #[test]

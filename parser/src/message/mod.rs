@@ -190,11 +190,12 @@ pub fn parse<'a>(buf: &'a [u8], headers: &'a mut Headers) -> Result<Status<Messa
     };
     let start_line_end = lead + nl + 1;
     let start = parse_start_line(buf, lead, strip_cr(buf, lead, lead + nl))?;
-    let Some(body_start) = scan_headers(buf, start_line_end, &mut headers.list)? else {
+    let mut first = [NONE; KIND_COUNT];
+    let Some(body_start) = scan_headers(buf, start_line_end, &mut headers.list, &mut first)? else {
         return Ok(Status::Partial);
     };
     let headers: &'a [Header] = &headers.list;
-    let mut msg = index(buf, headers, start, start_line_end)?;
+    let mut msg = index(buf, headers, first, start, start_line_end)?;
     let body_end = match msg.content_length {
         Some(n) => body_start + n as usize,
         None => buf.len(),
@@ -235,6 +236,7 @@ fn scan_headers(
     buf: &[u8],
     from: usize,
     list: &mut ArrayVec<Header, MAX_HEADERS>,
+    first: &mut [u8; KIND_COUNT],
 ) -> Result<Option<usize>, Error> {
     let mut p = from;
     while let Some(nl) = find_lf(&buf[p..]) {
@@ -255,33 +257,36 @@ fn scan_headers(
             }
             last.line.end = (line_end + 1) as u32;
         } else {
-            let name_len = line
-                .iter()
-                .position(|&b| !is_token(b))
-                .unwrap_or(line.len());
-            let rest = &line[name_len..];
-            let ws = rest
-                .iter()
-                .position(|&b| b != b' ' && b != b'\t')
-                .unwrap_or(rest.len());
-            if name_len == 0 || rest.get(ws) != Some(&b':') {
+            let name_len = line.iter().take_while(|&&b| is_token(b)).count();
+            let mut i = name_len;
+            while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
+                i += 1;
+            }
+            if name_len == 0 || i == line.len() || line[i] != b':' {
                 return Err(Error::HeaderLine { at: p as u32 });
             }
-            let value = &rest[ws + 1..];
-            let lead = value
-                .iter()
-                .position(|&b| b != b' ' && b != b'\t')
-                .unwrap_or(value.len());
-            let trail = value[lead..]
-                .iter()
-                .rev()
-                .position(|&b| b != b' ' && b != b'\t')
-                .unwrap_or(0);
-            let vstart = content_end - value.len() + lead;
+            i += 1;
+            while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
+                i += 1;
+            }
+            let mut end = line.len();
+            while end > i && (line[end - 1] == b' ' || line[end - 1] == b'\t') {
+                end -= 1;
+            }
+            let kind = HeaderKind::from_name(&line[..name_len]);
+            let slot = &mut first[kind as usize];
+            if *slot == NONE {
+                *slot = list.len() as u8;
+            } else if matches!(
+                kind,
+                HeaderKind::CallId | HeaderKind::From | HeaderKind::To | HeaderKind::CSeq
+            ) {
+                return Err(Error::Duplicate(kind));
+            }
             let header = Header {
-                kind: HeaderKind::from_name(&line[..name_len]),
+                kind,
                 name: Span::new(p, p + name_len),
-                value: Span::new(vstart, content_end - trail),
+                value: Span::new(p + i, p + end),
                 line: Span::new(p, line_end + 1),
             };
             list.try_push(header).map_err(|_| Error::TooManyHeaders)?;
@@ -386,31 +391,22 @@ fn header_err(header: HeaderKind) -> impl Fn(&'static str) -> Error {
 fn index<'a>(
     buf: &'a [u8],
     headers: &'a [Header],
+    first: [u8; KIND_COUNT],
     start: StartLine<'a>,
     start_line_end: usize,
 ) -> Result<Message<'a>, Error> {
-    let mut first = [NONE; KIND_COUNT];
     let mut content_length: Option<u32> = None;
-    for (i, h) in headers.iter().enumerate() {
-        let k = h.kind as usize;
-        if first[k] == NONE {
-            first[k] = i as u8;
-            continue;
-        }
-        match h.kind {
-            HeaderKind::CallId | HeaderKind::From | HeaderKind::To | HeaderKind::CSeq => {
-                return Err(Error::Duplicate(h.kind));
-            }
-            HeaderKind::ContentLength => {
+    let cl_first = first[HeaderKind::ContentLength as usize];
+    if cl_first != NONE {
+        // Several Content-Length headers must agree (they rarely appear twice: one pass).
+        for h in &headers[usize::from(cl_first)..] {
+            if h.kind == HeaderKind::ContentLength {
                 let n = parse_content_length(h.value.get(buf))?;
-                if content_length.is_some_and(|c| c != n)
-                    || parse_content_length(headers[usize::from(first[k])].value.get(buf))? != n
-                {
+                if content_length.is_some_and(|c| c != n) {
                     return Err(Error::Duplicate(HeaderKind::ContentLength));
                 }
                 content_length = Some(n);
             }
-            _ => {}
         }
     }
     let get = |kind: HeaderKind| -> Result<&'a [u8], Error> {
@@ -443,11 +439,6 @@ fn index<'a>(
         })?),
         Err(_) => None,
     };
-    if content_length.is_none() {
-        if let Ok(v) = get(HeaderKind::ContentLength) {
-            content_length = Some(parse_content_length(v)?);
-        }
-    }
     Ok(Message {
         buf,
         headers,
