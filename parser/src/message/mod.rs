@@ -711,8 +711,8 @@ impl<'a> Message<'a> {
         get(HeaderKind::ProxyAuthorization).or_else(|| get(HeaderKind::Authorization))
     }
 
-    /// Parses everything the scan leaves for later: the Request-URI, From, To, every Via, the
-    /// first Route and Record-Route values. A message that passes is fully well-formed in
+    /// Parses everything the scan leaves for later: the Request-URI, From, To, every Via, every
+    /// Route and Record-Route value. A message that passes is fully well-formed in
     /// every part routing may read; [`crate::Error`] says which part is not.
     pub fn validate(&self) -> Result<(), Error> {
         if let Some(r) = self.request() {
@@ -722,6 +722,9 @@ impl<'a> Message<'a> {
         self.to()?;
         for v in self.vias() {
             v?;
+        }
+        for r in self.routes().chain(self.record_routes()) {
+            r?;
         }
         if let Some(r) = self.first_route() {
             r?;

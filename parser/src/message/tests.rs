@@ -324,3 +324,26 @@ fn every_prefix_is_partial_or_error() {
         }
     }
 }
+
+/// Found by the `roundtrip` fuzz target: a malformed second Route header must fail
+/// validation, or removing the first Route would expose it.
+#[test]
+fn every_route_value_is_validated() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/fuzz-roundtrip-second-route.bin"
+    ))
+    .unwrap();
+    let data = &bytes[1..]; // the first byte selects the fuzz target's edits
+    let mut h = Headers::new();
+    if let Ok(m) = parse_datagram(data, &mut h) {
+        assert!(m.validate().is_err());
+    }
+    let m = ok(
+        "OPTIONS sip:h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nRoute: <sip:p1;lr>\r\nRoute: <sip:p2;lr>, <sip:p3;lr>\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:h>\r\nCall-ID: r\r\nCSeq: 1 OPTIONS\r\n\r\n",
+    );
+    let hosts: Vec<&[u8]> = m.routes().map(|r| r.unwrap().uri.host).collect();
+    assert_eq!(hosts, [&b"p1"[..], b"p2", b"p3"]);
+    let bad = "OPTIONS sip:h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nRoute: <sip:p1;lr>\r\nRoute: \"open <sip:p2;lr>\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:h>\r\nCall-ID: r\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    assert!(scan(bad.as_bytes()).unwrap().validate().is_err());
+}
