@@ -41,6 +41,38 @@ pub struct Settings {
     pub list_file: PathBuf,
     /// Dispatcher parameters.
     pub params: DispatchParams,
+    /// The admin HTTP listener (`[admin] listen`) and its bearer token; `None` = no control
+    /// plane.
+    pub admin: Option<(SocketAddr, Option<String>)>,
+}
+
+/// What the control plane (admin endpoints, reload, probing) shares with the workers.
+pub struct Shared {
+    /// The current destination plane; workers load it once per batch.
+    pub plane: ArcSwap<Plane>,
+    /// Each worker's counters as last published (once a second and at exit).
+    pub published: Mutex<Vec<Counters>>,
+    /// When the daemon started.
+    pub started: Instant,
+    /// The datapath in use.
+    pub backend: Backend,
+}
+
+impl Shared {
+    /// The counters of all workers, summed.
+    pub fn counters(&self) -> Counters {
+        sum(&self.published.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The admin endpoints. Every control-plane feature adds its routes here.
+fn admin_routes(_shared: &Arc<Shared>) -> Vec<crate::admin::Route> {
+    use crate::admin::{Response, Route};
+    vec![Route {
+        method: "GET",
+        path: "/health",
+        handler: Box::new(|_| Response::text(200, "ok\n")),
+    }]
 }
 
 /// Why the daemon could not start.
@@ -60,6 +92,14 @@ pub enum DaemonError {
     /// The datapath could not be chosen or opened.
     #[error("datapath: {0}")]
     Datapath(String),
+    /// The admin listener could not be opened.
+    #[error("admin listener {addr}: {source}")]
+    Admin {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
     /// A listen address is unspecified (0.0.0.0 / ::) and nothing to advertise was given.
     #[error("listen address {0} is unspecified: set [server] advertise to the address peers reach")]
     NoAdvertise(SocketAddr),
@@ -73,10 +113,12 @@ pub struct Running {
     pub backend: Backend,
     /// Why io_uring was not used, when it was not.
     pub fallback: Option<String>,
+    /// The admin listener's address, when it runs.
+    pub admin_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
-    published: Arc<Mutex<Vec<Counters>>>,
-    plane: Arc<ArcSwap<Plane>>,
+    shared: Arc<Shared>,
+    _admin: Option<crate::admin::AdminServer>,
 }
 
 impl Running {
@@ -87,12 +129,17 @@ impl Running {
 
     /// The counters of all workers, summed (as last published, at most a second old).
     pub fn counters(&self) -> Counters {
-        sum(&self.published.lock().unwrap_or_else(|p| p.into_inner()))
+        self.shared.counters()
     }
 
     /// The current destination plane.
     pub fn plane(&self) -> Arc<Plane> {
-        self.plane.load_full()
+        self.shared.plane.load_full()
+    }
+
+    /// The state shared with the control plane.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// Waits for every worker to exit (after the stop flag is set) and returns the final
@@ -101,7 +148,7 @@ impl Running {
         for t in self.threads {
             let _ = t.join();
         }
-        sum(&self.published.lock().unwrap_or_else(|p| p.into_inner()))
+        self.shared.counters()
     }
 }
 
@@ -212,19 +259,33 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let plane = Arc::new(ArcSwap::from_pointee(plane));
-    let published = Arc::new(Mutex::new(vec![Counters::default(); datapaths.len()]));
+    let shared = Arc::new(Shared {
+        plane: ArcSwap::from_pointee(plane),
+        published: Mutex::new(vec![Counters::default(); datapaths.len()]),
+        started: Instant::now(),
+        backend,
+    });
+    let admin = match &settings.admin {
+        Some((addr, token)) => Some(
+            crate::admin::AdminServer::start(*addr, token.clone(), admin_routes(&shared)).map_err(
+                |source| DaemonError::Admin {
+                    addr: *addr,
+                    source,
+                },
+            )?,
+        ),
+        None => None,
+    };
     let mut threads = Vec::new();
     for (n, mut dp) in datapaths.into_iter().enumerate() {
-        let (stop, plane, published, cfg) = (
+        let (stop, shared, cfg) = (
             Arc::clone(&stop),
-            Arc::clone(&plane),
-            Arc::clone(&published),
+            Arc::clone(&shared),
             Arc::clone(&proxy_cfg),
         );
         let t = thread::Builder::new()
             .name(format!("sipdisp-w{n}"))
-            .spawn(move || worker_loop(n, dp.as_mut(), &cfg, &plane, &stop, &published))
+            .spawn(move || worker_loop(n, dp.as_mut(), &cfg, &shared, &stop))
             .map_err(|e| DaemonError::Datapath(format!("cannot spawn worker: {e}")))?;
         threads.push(t);
     }
@@ -232,10 +293,11 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         local_addrs,
         backend,
         fallback,
+        admin_addr: admin.as_ref().map(|a| a.addr),
         stop,
         threads,
-        published,
-        plane,
+        shared,
+        _admin: admin,
     })
 }
 
@@ -252,10 +314,10 @@ fn worker_loop(
     n: usize,
     dp: &mut dyn netio::Datapath,
     cfg: &Arc<ProxyConfig>,
-    plane: &ArcSwap<Plane>,
+    shared: &Shared,
     stop: &AtomicBool,
-    published: &Mutex<Vec<Counters>>,
 ) {
+    let (plane, published) = (&shared.plane, &shared.published);
     let mut worker = proxy::Worker::new(Arc::clone(cfg), 0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1));
     let mut last_publish = Instant::now();
     let mut last_error: Option<Instant> = None;
@@ -345,6 +407,10 @@ impl Settings {
             proxy: cfg.proxy_config(),
             list_file: cfg.dispatcher.list_file.clone(),
             params: cfg.dispatcher.params.clone(),
+            admin: cfg
+                .admin
+                .listen
+                .map(|a| (a, cfg.admin.token.as_ref().map(|t| t.0.clone()))),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! The proxy (sans-IO message path), the I/O backends and the admin plane are added by later
 //! stages of the project; see `docs/architecture.md`.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -54,6 +54,9 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         if destinations == 1 { "" } else { "s" },
     );
     drop(plane);
+    if let Some(a) = running.admin_addr {
+        eprintln!("sipdisp: admin listener on http://{a} (/health)");
+    }
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&term))
