@@ -37,7 +37,7 @@ pub use route::{
     Reply, Route, Select, SelectMode, SourceMatch, standard_reason,
 };
 pub use server::{Admin, Advertise, Listen, Proto, Secret, Server};
-pub use template::{HashTemplate, PVar, Part, TemplateError};
+pub use template::{HashTemplate, TemplateError};
 
 use read::Ctx;
 

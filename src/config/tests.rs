@@ -151,7 +151,7 @@ fn full_config() {
     let d = &c.dispatcher;
     assert_eq!(d.list_file, Path::new("/etc/sipdisp/lists/gw.list"));
     assert_eq!(d.event_hook.as_deref(), Some(Path::new("/usr/bin/hook")));
-    assert_eq!(d.hash_pvar.as_ref().unwrap().parts.len(), 3);
+    assert_eq!(d.hash_pvar.as_ref().unwrap().compiled.parts().len(), 3);
     let p = &d.params;
     assert_eq!((p.flags, p.use_default, p.force_dst), (3, true, false));
     assert_eq!(

@@ -95,18 +95,29 @@ pub struct Template {
 
 /// Why a template does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("hash_pvar: {what} at byte {at}")]
+#[error("at byte {at}: {what}")]
 pub struct TemplateError {
     /// Offset in the template.
     pub at: usize,
-    /// What was wrong.
-    pub what: &'static str,
+    /// What was wrong, with what is supported.
+    pub what: String,
+}
+
+/// The variables [`Template::parse`] accepts, for error messages.
+pub const SUPPORTED_VARIABLES: &str =
+    "$ci $fu $fU $fd $tu $tU $td $ru $rU $rd $au $si $sp $hdr(Name)";
+
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
 impl Template {
-    /// Parses a template such as `$fU@$fd` or `$hdr(X-Tenant)-$ci`.
-    pub fn parse(s: &str) -> Result<Template, TemplateError> {
-        let b = s.as_bytes();
+    /// Parses a template such as `$fU@$fd` or `$hdr(X-Tenant)-$ci`. `$` always starts a
+    /// variable and its name is read greedily (`$fUx` is the unknown variable `fUx`, as in
+    /// Kamailio); only the variables the proxy can evaluate from a request are accepted, and
+    /// a template must contain something besides white space.
+    pub fn parse(source: &str) -> Result<Template, TemplateError> {
+        let b = source.as_bytes();
         let mut parts = Vec::new();
         let mut text = Vec::new();
         let mut i = 0;
@@ -119,59 +130,79 @@ impl Template {
             if !text.is_empty() {
                 parts.push(TemplatePart::Text(std::mem::take(&mut text).into()));
             }
-            let rest = &b[i + 1..];
-            if let Some(inner) = rest.strip_prefix(b"hdr(") {
-                let close = inner.iter().position(|&c| c == b')').ok_or(TemplateError {
-                    at: i,
-                    what: "unterminated $hdr(",
-                })?;
-                let name = &inner[..close];
-                if name.is_empty()
-                    || !name
-                        .iter()
-                        .all(|c| c.is_ascii_alphanumeric() || b"-_.!%*+`'~".contains(c))
-                {
-                    return Err(TemplateError {
-                        at: i,
-                        what: "invalid header name in $hdr()",
-                    });
-                }
-                parts.push(TemplatePart::Header(name.into()));
-                i += 1 + 4 + close + 1;
-                continue;
+            let at = i;
+            let mut j = i + 1;
+            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                j += 1;
             }
-            let var = rest.get(..2).ok_or(TemplateError {
-                at: i,
-                what: "truncated variable",
-            })?;
-            let part = match var {
-                b"ci" => TemplatePart::CallId,
-                b"fu" => TemplatePart::FromUri,
-                b"fU" => TemplatePart::FromUser,
-                b"fd" => TemplatePart::FromHost,
-                b"tu" => TemplatePart::ToUri,
-                b"tU" => TemplatePart::ToUser,
-                b"td" => TemplatePart::ToHost,
-                b"ru" => TemplatePart::RequestUri,
-                b"rU" => TemplatePart::RequestUser,
-                b"rd" => TemplatePart::RequestHost,
-                b"au" => TemplatePart::AuthUser,
-                b"si" => TemplatePart::SourceIp,
-                b"sp" => TemplatePart::SourcePort,
+            let name = &source[at + 1..j];
+            let part = match name {
+                "hdr" => {
+                    let rest = &b[j..];
+                    let close = rest.iter().position(|&c| c == b')');
+                    match (rest.first(), close) {
+                        (Some(b'('), Some(c))
+                            if c > 1 && rest[1..c].iter().all(|&x| is_token(x)) =>
+                        {
+                            j += c + 1;
+                            TemplatePart::Header(rest[1..c].into())
+                        }
+                        _ => {
+                            return Err(TemplateError {
+                                at,
+                                what: "expected $hdr(Name) with a header name".into(),
+                            });
+                        }
+                    }
+                }
+                "ci" => TemplatePart::CallId,
+                "fu" => TemplatePart::FromUri,
+                "fU" => TemplatePart::FromUser,
+                "fd" => TemplatePart::FromHost,
+                "tu" => TemplatePart::ToUri,
+                "tU" => TemplatePart::ToUser,
+                "td" => TemplatePart::ToHost,
+                "ru" => TemplatePart::RequestUri,
+                "rU" => TemplatePart::RequestUser,
+                "rd" => TemplatePart::RequestHost,
+                "au" => TemplatePart::AuthUser,
+                "si" => TemplatePart::SourceIp,
+                "sp" => TemplatePart::SourcePort,
                 _ => {
+                    let shown: String = if name.is_empty() {
+                        source[at..].chars().take(4).collect()
+                    } else {
+                        format!("${name}")
+                    };
                     return Err(TemplateError {
-                        at: i,
-                        what: "unsupported variable (supported: $ci $fu $fU $fd $tu $tU $td $ru $rU $rd $au $si $sp $hdr(Name))",
+                        at,
+                        what: format!(
+                            "unsupported variable \"{shown}\" (supported: {SUPPORTED_VARIABLES})"
+                        ),
                     });
                 }
             };
             parts.push(part);
-            i += 3;
+            i = j;
         }
         if !text.is_empty() {
             parts.push(TemplatePart::Text(text.into()));
         }
+        let only_blank = parts
+            .iter()
+            .all(|p| matches!(p, TemplatePart::Text(t) if t.iter().all(u8::is_ascii_whitespace)));
+        if only_blank {
+            return Err(TemplateError {
+                at: 0,
+                what: "a template needs at least one variable or non-blank text".into(),
+            });
+        }
         Ok(Template { parts })
+    }
+
+    /// The parts, in order.
+    pub fn parts(&self) -> &[TemplatePart] {
+        &self.parts
     }
 
     /// Evaluates the template for `msg` into `out` (cleared first). Missing values print as
@@ -338,7 +369,7 @@ Proxy-Authorization: Digest username=\"carol\"\r\n\r\n";
             Template::parse(t).unwrap().eval(&m, src, &mut out);
             assert_eq!(std::str::from_utf8(&out).unwrap(), want, "{t}");
         }
-        for bad in ["$zz", "$hdr(", "$hdr()", "$", "$f"] {
+        for bad in ["$zz", "$hdr(", "$hdr()", "$", "$f", "$fUx", " "] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }
     }
