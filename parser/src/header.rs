@@ -130,10 +130,11 @@ impl HeaderKind {
     }
 }
 
-/// Whether `name` (a token) equals `lower` (lower-case letters and `-`) ignoring ASCII case:
-/// a few fixed-size word loads instead of a byte loop, `| 0x20` folding exactly the upper-case
-/// letters onto their lower-case form for token characters (two overlapping loads cover any
-/// length from 2 to 2× the word size). Lengths 2..=24.
+/// Whether `name` equals `lower` (lower-case letters and `-`) up to the case of its letters:
+/// a few fixed-size word loads instead of a byte loop. Only where `lower` has a letter is bit
+/// 0x20 forced on (`(lower & 0x40) >> 1` is 0x20 exactly for letters), so every other byte must
+/// match exactly — a match therefore proves `name` is a token. Two overlapping loads cover any
+/// length from 2 to 2× the word size; lengths 2..=24.
 #[inline]
 fn eq_folded(name: &[u8], lower: &[u8]) -> bool {
     let n = name.len();
@@ -144,8 +145,8 @@ fn eq_folded(name: &[u8], lower: &[u8]) -> bool {
         ($t:ty, $w:expr, $at:expr) => {{
             let a = <$t>::from_le_bytes(name[$at..$at + $w].try_into().unwrap_or_default());
             let b = <$t>::from_le_bytes(lower[$at..$at + $w].try_into().unwrap_or_default());
-            let fold = <$t>::from_le_bytes([0x20; $w]);
-            a | fold == b | fold
+            let fold = (b & <$t>::from_le_bytes([0x40; $w])) >> 1;
+            a | fold == b
         }};
     }
     if n >= 8 {
@@ -293,6 +294,10 @@ mod tests {
         // A token character that is not a letter never folds onto one.
         assert!(!eq_folded(b"Call_ID", b"call-id"));
         assert!(!eq_folded(b"Call-I\x04", b"call-id"));
+        // CR folds onto `-` under a plain `| 0x20`; the letter-only fold refuses it.
+        assert!(!eq_folded(b"Call\rID", b"call-id"));
+        assert!(!eq_folded(b"Max\rForwards", b"max-forwards"));
+        assert!(!eq_folded(b"vIA\x7f", b"via"));
     }
 
     #[test]

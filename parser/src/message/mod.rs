@@ -257,7 +257,14 @@ fn scan_headers(
             }
             last.line.end = (line_end + 1) as u32;
         } else {
-            let name_len = line.iter().take_while(|&&b| is_token(b)).count();
+            // The name ends at the first `:`, SP or HTAB (found 8 bytes at a time). A name that
+            // classifies as a known header is a token by construction (it equals a fixed name
+            // up to the case of its letters); only unknown names need the per-byte token check.
+            let name_len = find_name_end(line);
+            let kind = HeaderKind::from_name(&line[..name_len]);
+            if kind == HeaderKind::Other && !line[..name_len].iter().all(|&b| is_token(b)) {
+                return Err(Error::HeaderLine { at: p as u32 });
+            }
             let mut i = name_len;
             while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
                 i += 1;
@@ -273,7 +280,6 @@ fn scan_headers(
             while end > i && (line[end - 1] == b' ' || line[end - 1] == b'\t') {
                 end -= 1;
             }
-            let kind = HeaderKind::from_name(&line[..name_len]);
             let slot = &mut first[kind as usize];
             if *slot == NONE {
                 *slot = list.len() as u8;
@@ -294,6 +300,31 @@ fn scan_headers(
         p = line_end + 1;
     }
     Ok(None)
+}
+
+/// Position of the first `:`, SP or HTAB in `line` (or its length), eight bytes at a time:
+/// for each of the three bytes, the classic "has a zero byte" test on `word ^ pattern`; the
+/// lowest flag of each test is exact, so the lowest over the three is the answer.
+#[inline]
+fn find_name_end(line: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+    let mut at = 0;
+    while at + 8 <= line.len() {
+        let w = u64::from_le_bytes(line[at..at + 8].try_into().unwrap_or_default());
+        let m = zero(w ^ (LO * u64::from(b':')))
+            | zero(w ^ (LO * u64::from(b' ')))
+            | zero(w ^ (LO * u64::from(b'\t')));
+        if m != 0 {
+            return at + (m.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + line[at..]
+        .iter()
+        .position(|&b| b == b':' || b == b' ' || b == b'\t')
+        .unwrap_or(line.len() - at)
 }
 
 fn parse_version(v: &[u8]) -> Result<(), Error> {
