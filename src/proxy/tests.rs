@@ -527,3 +527,54 @@ fn round_robin_in_dialog_requests_follow_the_remote_target() {
         }
     }
 }
+
+/// Mutated messages (byte flips, cuts, duplicated lines) never panic the worker, whatever the
+/// verdict; deterministic, bounded.
+#[test]
+fn mutated_messages_never_panic() {
+    let p = plane(LIST, DispatchParams::default());
+    let mut cfg = (*config(select("1=0;1=1;1=2;1=3;1=5;1=7", Target::Ruri))).clone();
+    cfg.record_route = true;
+    let mut w = Worker::new(Arc::new(cfg), 1);
+    let mut out = Collect::default();
+    let seeds = [
+        invite("m1", "z9hG4bK-m1", "Route: <sip:127.0.0.1:5060;lr>, <sip:10.0.0.1;lr>\r\nProxy-Authorization: Digest username=\"u\"\r\n"),
+        invite("m2", "z9hG4bK-m2", "").replace("<sip:bob@biloxi.example>\r\n", "<sip:bob@biloxi.example>;tag=x\r\n"),
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-sd-0123456789abcdef\r\nVia: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK-1;rport=5062;received=192.0.2.1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n".to_owned(),
+    ];
+    let mut rng: u64 = 0x1234_5678_9abc_def1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let alphabet = b" \t\r\n:;,<>@\"=0123456789abcdefz%[]?";
+    for i in 0..20_000 {
+        let mut m = seeds[i % seeds.len()].as_bytes().to_vec();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() as usize) % m.len().max(1);
+            match next() % 4 {
+                0 => m[at] = alphabet[(next() as usize) % alphabet.len()],
+                1 => m.truncate(at),
+                2 => m.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+                _ => {
+                    let end = (at + (next() as usize) % 40).min(m.len());
+                    let piece = m[at..end].to_vec();
+                    m.splice(at..at, piece);
+                }
+            }
+            if m.is_empty() {
+                break;
+            }
+        }
+        let pkt = Inbound {
+            data: &m,
+            source: CLIENT.parse().unwrap(),
+            local: 0,
+        };
+        let _ = w.handle(Instant::now(), &p, &pkt, &mut out);
+        out.sent.clear();
+    }
+    assert!(w.counters().dropped.iter().sum::<u64>() > 0);
+}
