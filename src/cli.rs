@@ -23,7 +23,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Subcommands. (`ctl`, the control-plane client, comes with the admin plane.)
+/// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the load balancer in the foreground (logs to stderr).
@@ -38,6 +38,31 @@ pub enum Command {
         /// Configuration file.
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+    },
+    /// Call a JSON-RPC method on a running sipdisp's admin listener (Kamailio method names,
+    /// e.g. `dispatcher.list`, `dispatcher.set_state ip 1 sip:10.0.0.1:5060`,
+    /// `dispatcher.reload`). Exit status 1 on a fault.
+    Ctl {
+        /// Admin URL (default: `[admin] listen` of --config, else http://127.0.0.1:9090).
+        #[arg(long, value_name = "URL")]
+        admin: Option<String>,
+        /// Bearer token.
+        #[arg(long, value_name = "T", conflicts_with = "token_file")]
+        token: Option<String>,
+        /// File holding the bearer token.
+        #[arg(long, value_name = "F")]
+        token_file: Option<PathBuf>,
+        /// Configuration file to take the admin address and token from.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the raw JSON-RPC response.
+        #[arg(long)]
+        json: bool,
+        /// Method, e.g. `dispatcher.list`.
+        method: String,
+        /// Positional parameters; numbers are sent as integers unless prefixed `s:`.
+        #[arg(allow_hyphen_values = true)]
+        params: Vec<String>,
     },
 }
 

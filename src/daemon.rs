@@ -44,6 +44,10 @@ pub struct Settings {
     /// The admin HTTP listener (`[admin] listen`) and its bearer token; `None` = no control
     /// plane.
     pub admin: Option<(SocketAddr, Option<String>)>,
+    /// `[dispatcher] watch_list_file`: reload when the list file's modification time changes.
+    pub watch_list_file: bool,
+    /// `[dispatcher] persist_rpc_changes`: write `dispatcher.add`/`remove` to the list file.
+    pub persist_rpc_changes: bool,
 }
 
 /// What the control plane (admin endpoints, reload, probing) shares with the workers.
@@ -56,9 +60,30 @@ pub struct Shared {
     pub started: Instant,
     /// The datapath in use.
     pub backend: Backend,
+    /// `dispatcher.ping_active`: false suspends keepalives (states untouched). Default true.
+    pub ping_active: AtomicBool,
+    /// Reload, add, remove and their rate limit (`crate::control`).
+    pub control: crate::control::Control,
 }
 
 impl Shared {
+    /// Shared state for `workers` workers around `plane`.
+    pub fn new(
+        plane: Plane,
+        workers: usize,
+        backend: Backend,
+        control: crate::control::Control,
+    ) -> Shared {
+        Shared {
+            plane: ArcSwap::from_pointee(plane),
+            published: Mutex::new(vec![Counters::default(); workers]),
+            started: Instant::now(),
+            backend,
+            ping_active: AtomicBool::new(true),
+            control,
+        }
+    }
+
     /// The counters of all workers, summed.
     pub fn counters(&self) -> Counters {
         sum(&self.published.lock().unwrap_or_else(|p| p.into_inner()))
@@ -66,13 +91,21 @@ impl Shared {
 }
 
 /// The admin endpoints. Every control-plane feature adds its routes here.
-fn admin_routes(_shared: &Arc<Shared>) -> Vec<crate::admin::Route> {
+fn admin_routes(shared: &Arc<Shared>) -> Vec<crate::admin::Route> {
     use crate::admin::{Response, Route};
-    vec![Route {
-        method: "GET",
-        path: "/health",
-        handler: Box::new(|_| Response::text(200, "ok\n")),
-    }]
+    let rpc = Arc::clone(shared);
+    vec![
+        Route {
+            method: "GET",
+            path: "/health",
+            handler: Box::new(|_| Response::text(200, "ok\n")),
+        },
+        Route {
+            method: "POST",
+            path: "/RPC",
+            handler: Box::new(move |r| crate::admin::rpc::handle(&rpc, &r.body)),
+        },
+    ]
 }
 
 /// Why the daemon could not start.
@@ -195,7 +228,14 @@ pub fn load_plane(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     let snapshot = Snapshot::build(&loaded.entries, params.clone(), seed);
-    let plane = Plane::new(snapshot, |d| {
+    let plane = plane_from(snapshot, &name, &mut warnings);
+    Ok((plane, warnings))
+}
+
+/// Resolves every destination of `snapshot` into a plane (IP literals directly, names once
+/// through the system resolver); names that do not resolve are added to `warnings`.
+pub fn plane_from(snapshot: Snapshot, name: &str, warnings: &mut Vec<String>) -> Plane {
+    Plane::new(snapshot, |d| {
         proxy::literal_addr(d).or_else(|| {
             let host = String::from_utf8_lossy(d.host()).into_owned();
             let found = (host.as_str(), d.port().unwrap_or(5060))
@@ -211,8 +251,7 @@ pub fn load_plane(
             }
             found
         })
-    });
-    Ok((plane, warnings))
+    })
 }
 
 /// Starts the daemon: loads the plane, opens the datapaths, spawns the workers. Returns once
@@ -259,12 +298,12 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let shared = Arc::new(Shared {
-        plane: ArcSwap::from_pointee(plane),
-        published: Mutex::new(vec![Counters::default(); datapaths.len()]),
-        started: Instant::now(),
-        backend,
-    });
+    let control = crate::control::Control::new(
+        settings.list_file.clone(),
+        settings.params.clone(),
+        settings.persist_rpc_changes,
+    );
+    let shared = Arc::new(Shared::new(plane, datapaths.len(), backend, control));
     let admin = match &settings.admin {
         Some((addr, token)) => Some(
             crate::admin::AdminServer::start(*addr, token.clone(), admin_routes(&shared)).map_err(
@@ -277,6 +316,11 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         None => None,
     };
     let mut threads = Vec::new();
+    if settings.watch_list_file {
+        let w = crate::control::spawn_watcher(Arc::clone(&shared), Arc::clone(&stop))
+            .map_err(|e| DaemonError::Datapath(format!("cannot spawn list watcher: {e}")))?;
+        threads.push(w);
+    }
     for (n, mut dp) in datapaths.into_iter().enumerate() {
         let (stop, shared, cfg) = (
             Arc::clone(&stop),
@@ -411,6 +455,8 @@ impl Settings {
                 .admin
                 .listen
                 .map(|a| (a, cfg.admin.token.as_ref().map(|t| t.0.clone()))),
+            watch_list_file: cfg.dispatcher.watch_list_file,
+            persist_rpc_changes: cfg.dispatcher.persist_rpc_changes,
         }
     }
 }

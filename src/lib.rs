@@ -18,6 +18,8 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod ctl;
 pub mod daemon;
 pub mod dispatch;
 pub mod netio;

@@ -15,6 +15,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => ExitCode::from(sipdisp::cli::check_command(&config) as u8),
+        Command::Ctl {
+            admin,
+            token,
+            token_file,
+            config,
+            json,
+            method,
+            params,
+        } => ExitCode::from(sipdisp::ctl::ctl_command(&sipdisp::ctl::CtlOptions {
+            admin,
+            token,
+            token_file,
+            config,
+            json,
+            method,
+            params,
+        }) as u8),
         Command::Run { config } => match run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -55,15 +72,21 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     );
     drop(plane);
     if let Some(a) = running.admin_addr {
-        eprintln!("sipdisp: admin listener on http://{a} (/health)");
+        eprintln!("sipdisp: admin listener on http://{a} (/health, POST /RPC)");
     }
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&term))
             .context("installing signal handlers")?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .context("installing the SIGHUP handler")?;
     while !term.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if hup.swap(false, Ordering::Relaxed) {
+            sipdisp::control::reload_and_log(&running.shared(), "SIGHUP");
+        }
     }
     eprintln!("sipdisp: stopping");
     running.stop_flag().store(true, Ordering::Relaxed);

@@ -7,5 +7,6 @@
 //! requires a token (enforced by the configuration).
 
 pub mod http;
+pub mod rpc;
 
 pub use http::{AdminServer, Request, Response, Route};

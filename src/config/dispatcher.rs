@@ -23,6 +23,12 @@ pub struct Dispatcher {
     /// `event_hook`: command run on destination state changes (issue 5), resolved like
     /// `list_file`. Default none.
     pub event_hook: Option<PathBuf>,
+    /// `watch_list_file` (sipdisp): reload when the list file's modification time changes
+    /// (polled once a second). Default false.
+    pub watch_list_file: bool,
+    /// `persist_rpc_changes` (sipdisp): write `dispatcher.add`/`remove` back to the list file
+    /// (atomically, comments kept). Default false, as Kamailio.
+    pub persist_rpc_changes: bool,
 }
 
 impl Dispatcher {
@@ -33,6 +39,8 @@ impl Dispatcher {
             params: DispatchParams::default(),
             hash_pvar: None,
             event_hook: None,
+            watch_list_file: false,
+            persist_rpc_changes: false,
         }
     }
 }
@@ -71,6 +79,8 @@ pub(crate) const DISPATCHER_KEYS: &[&str] = &[
     "hex_flags",
     "hash_failover",
     "retain_state",
+    "watch_list_file",
+    "persist_rpc_changes",
 ];
 
 /// Kamailio parameters that are deliberately absent, with the reason shown to the operator.
@@ -237,6 +247,12 @@ pub(crate) fn read_dispatcher(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, dir: &Path) 
     p.outbound_proxy = ctx.at(t, "outbound_proxy", sip_uri);
     flag!(hex_flags);
     flag!(retain_state);
+    if let Some(b) = ctx.at(t, "watch_list_file", Ctx::flag) {
+        d.watch_list_file = b;
+    }
+    if let Some(b) = ctx.at(t, "persist_rpc_changes", Ctx::flag) {
+        d.persist_rpc_changes = b;
+    }
     if let Some(h) = ctx.at(t, "hash_failover", |c, k, v| {
         let s = c.string(k, v)?;
         let h = match s.as_str() {
