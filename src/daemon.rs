@@ -48,6 +48,8 @@ pub struct Settings {
     pub watch_list_file: bool,
     /// `[dispatcher] persist_rpc_changes`: write `dispatcher.add`/`remove` to the list file.
     pub persist_rpc_changes: bool,
+    /// `[dispatcher] event_hook`: command run on dst-down / dst-up (see `crate::health`).
+    pub event_hook: Option<PathBuf>,
 }
 
 /// What the control plane (admin endpoints, reload, probing) shares with the workers.
@@ -199,6 +201,12 @@ fn sum(all: &[Counters]) -> Counters {
         for (t, v) in total.dropped.iter_mut().zip(c.dropped) {
             *t += v;
         }
+        for (t, v) in total.requests.iter_mut().zip(&c.requests) {
+            t.iter_mut().zip(v).for_each(|(t, v)| *t += v);
+        }
+        for (t, v) in total.responses.iter_mut().zip(c.responses) {
+            *t += v;
+        }
         if total.route_hits.len() < c.route_hits.len() {
             total.route_hits.resize(c.route_hits.len(), 0);
         }
@@ -304,14 +312,21 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         settings.persist_rpc_changes,
     );
     let shared = Arc::new(Shared::new(plane, datapaths.len(), backend, control));
+    // Keepalives, their replies, events (crate::health); /metrics reads its counters.
+    let health = Arc::new(crate::health::Health::new(
+        proxy_cfg.sockets.clone(),
+        settings.event_hook.clone(),
+    ));
+    let mut routes = admin_routes(&shared);
+    routes.push(crate::admin::metrics::route(&shared, &health));
     let admin = match &settings.admin {
         Some((addr, token)) => Some(
-            crate::admin::AdminServer::start(*addr, token.clone(), admin_routes(&shared)).map_err(
-                |source| DaemonError::Admin {
+            crate::admin::AdminServer::start(*addr, token.clone(), routes).map_err(|source| {
+                DaemonError::Admin {
                     addr: *addr,
                     source,
-                },
-            )?,
+                }
+            })?,
         ),
         None => None,
     };
@@ -322,14 +337,15 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         threads.push(w);
     }
     for (n, mut dp) in datapaths.into_iter().enumerate() {
-        let (stop, shared, cfg) = (
+        let (stop, shared, cfg, health) = (
             Arc::clone(&stop),
             Arc::clone(&shared),
             Arc::clone(&proxy_cfg),
+            Arc::clone(&health),
         );
         let t = thread::Builder::new()
             .name(format!("sipdisp-w{n}"))
-            .spawn(move || worker_loop(n, dp.as_mut(), &cfg, &shared, &stop))
+            .spawn(move || worker_loop(n, dp.as_mut(), &cfg, &shared, &health, &stop))
             .map_err(|e| DaemonError::Datapath(format!("cannot spawn worker: {e}")))?;
         threads.push(t);
     }
@@ -359,6 +375,7 @@ fn worker_loop(
     dp: &mut dyn netio::Datapath,
     cfg: &Arc<ProxyConfig>,
     shared: &Shared,
+    health: &crate::health::Health,
     stop: &AtomicBool,
 ) {
     let (plane, published) = (&shared.plane, &shared.published);
@@ -375,7 +392,13 @@ fn worker_loop(
                     source: d.peer,
                     local: usize::from(d.local.0),
                 };
-                worker.handle(now, &current, &pkt, &mut OutboxSink(out));
+                let v = worker.handle(now, &current, &pkt, &mut OutboxSink(out));
+                if let proxy::Verdict::ProbeReply { token, code } = v {
+                    health.on_reply(Instant::now(), &current, token, code);
+                }
+            } else if n == 0 {
+                let active = shared.ping_active.load(Ordering::Relaxed);
+                health.tick(Instant::now(), &current, active, &mut OutboxSink(out));
             }
         };
         if let Err(e) = dp.run_batch(Some(Duration::from_millis(100)), &mut handler) {
@@ -457,6 +480,7 @@ impl Settings {
                 .map(|a| (a, cfg.admin.token.as_ref().map(|t| t.0.clone()))),
             watch_list_file: cfg.dispatcher.watch_list_file,
             persist_rpc_changes: cfg.dispatcher.persist_rpc_changes,
+            event_hook: cfg.dispatcher.event_hook.clone(),
         }
     }
 }

@@ -22,5 +22,6 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod dispatch;
+pub mod health;
 pub mod netio;
 pub mod proxy;

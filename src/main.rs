@@ -72,7 +72,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     );
     drop(plane);
     if let Some(a) = running.admin_addr {
-        eprintln!("sipdisp: admin listener on http://{a} (/health, POST /RPC)");
+        eprintln!("sipdisp: admin listener on http://{a} (/health, /metrics, POST /RPC)");
     }
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

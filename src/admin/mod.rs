@@ -7,6 +7,7 @@
 //! requires a token (enforced by the configuration).
 
 pub mod http;
+pub mod metrics;
 pub mod rpc;
 
 pub use http::{AdminServer, Request, Response, Route};

@@ -56,6 +56,7 @@ pub(crate) const DISPATCHER_KEYS: &[&str] = &[
     "ds_inactive_threshold",
     "ds_probing_mode",
     "ds_ping_interval",
+    "ds_ping_timeout",
     "ds_ping_method",
     "ds_ping_from",
     "ds_ping_reply_codes",
@@ -110,6 +111,26 @@ fn sip_uri(c: &mut Ctx<'_>, k: &str, v: &Value<'_>) -> Option<String> {
         return None;
     }
     Some(s)
+}
+
+/// Seconds as an integer (Kamailio's unit) or, as a sipdisp extension, a decimal number with
+/// millisecond resolution (`0.3`), at most one day.
+fn fractional_seconds(c: &mut Ctx<'_>, k: &str, v: &Value<'_>) -> Option<std::time::Duration> {
+    use toml::de::DeValue;
+    match v.get_ref() {
+        DeValue::Float(f) => match f.as_str().parse::<f64>() {
+            Ok(x) if (0.0..=86_400.0).contains(&x) => {
+                Some(std::time::Duration::from_millis((x * 1000.0).round() as u64))
+            }
+            _ => {
+                c.bad(&v.span(), k, "seconds in 0..=86400", f.as_str());
+                None
+            }
+        },
+        _ => c
+            .int(k, v, 0..=86_400)
+            .map(|n| std::time::Duration::from_secs(n.unsigned_abs())),
+    }
 }
 
 /// `code=NNN;class=N;…` as Kamailio's `ds_ping_reply_codes`.
@@ -192,8 +213,23 @@ pub(crate) fn read_dispatcher(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, dir: &Path) 
     num!(ds_probing_threshold, 0..=65535);
     num!(ds_inactive_threshold, 0..=65535);
     num!(ds_probing_mode, 0..=3);
-    if let Some(x) = ctx.at(t, "ds_ping_interval", Ctx::seconds) {
+    if let Some(x) = ctx.at(t, "ds_ping_interval", fractional_seconds) {
         p.ds_ping_interval = (!x.is_zero()).then_some(x);
+    }
+    if let Some(x) = ctx.at(t, "ds_ping_timeout", fractional_seconds) {
+        if x.is_zero() {
+            let span = t
+                .get("ds_ping_timeout")
+                .map_or(t.span.clone(), |v| v.span());
+            ctx.bad(
+                &span,
+                &t.key("ds_ping_timeout"),
+                "a positive number of seconds",
+                "0",
+            );
+        } else {
+            p.ds_ping_timeout = x;
+        }
     }
     if let Some(m) = ctx.at(t, "ds_ping_method", |c, k, v| {
         let s = c.string(k, v)?;

@@ -47,6 +47,9 @@ pub struct DispatchParams {
     pub ds_probing_mode: u8,
     /// `ds_ping_interval`: keepalive period; `None` = off (Kamailio 0). Default off.
     pub ds_ping_interval: Option<Duration>,
+    /// sipdisp extension: how long a keepalive waits for a final reply before it counts as a
+    /// local 408 (Kamailio: tm's `fr_timer`, 30 s; master's `ds_ping_fr_timeout`). Default 5 s.
+    pub ds_ping_timeout: Duration,
     /// `ds_ping_method`. Default `OPTIONS`.
     pub ds_ping_method: String,
     /// `ds_ping_from`. Default `sip:dispatcher@localhost`.
@@ -110,6 +113,7 @@ impl Default for DispatchParams {
             ds_inactive_threshold: 1,
             ds_probing_mode: 0,
             ds_ping_interval: None,
+            ds_ping_timeout: Duration::from_secs(5),
             ds_ping_method: "OPTIONS".into(),
             ds_ping_from: "sip:dispatcher@localhost".into(),
             ds_ping_reply_codes: String::new(),

@@ -16,6 +16,58 @@ pub const BRANCH_PREFIX: &[u8] = b"z9hG4bK-sd-";
 /// Length of a generated branch value.
 pub const BRANCH_LEN: usize = BRANCH_PREFIX.len() + 16;
 
+/// The prefix of the branch of sipdisp's own keepalive requests (health probes): the normal
+/// prefix, then `p` (never a hex digit, so it cannot collide with a forwarding branch).
+pub const PROBE_BRANCH_PREFIX: &[u8] = b"z9hG4bK-sd-p";
+
+/// Length of a probe branch: the prefix and 24 hex digits.
+pub const PROBE_BRANCH_LEN: usize = PROBE_BRANCH_PREFIX.len() + 24;
+
+/// What a probe's branch names: the plane generation it was sent under, the destination's
+/// index in the prober's table of that generation, and a sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProbeToken {
+    /// Plane generation (bumped on every reload the prober sees).
+    pub generation: u32,
+    /// Destination index in that generation's probe table.
+    pub dest: u32,
+    /// Sequence number of the probe.
+    pub seq: u32,
+}
+
+impl ProbeToken {
+    /// The branch value carrying this token.
+    pub fn branch(self) -> [u8; PROBE_BRANCH_LEN] {
+        let mut out = [0u8; PROBE_BRANCH_LEN];
+        let n = PROBE_BRANCH_PREFIX.len();
+        out[..n].copy_from_slice(PROBE_BRANCH_PREFIX);
+        let v = (u64::from(self.generation) << 32) | u64::from(self.dest);
+        hex16(v, &mut out[n..]);
+        let mut tail = [0u8; 16];
+        hex16(u64::from(self.seq), &mut tail);
+        out[n + 16..].copy_from_slice(&tail[8..]);
+        out
+    }
+
+    /// The token in a branch value, if it is a probe branch.
+    pub fn parse(branch: &[u8]) -> Option<ProbeToken> {
+        let hex = branch.strip_prefix(PROBE_BRANCH_PREFIX)?;
+        if hex.len() != 24 {
+            return None;
+        }
+        let mut v = [0u32; 3];
+        for (i, chunk) in hex.chunks(8).enumerate() {
+            let s = std::str::from_utf8(chunk).ok()?;
+            v[i] = u32::from_str_radix(s, 16).ok()?;
+        }
+        Some(ProbeToken {
+            generation: v[0],
+            dest: v[1],
+            seq: v[2],
+        })
+    }
+}
+
 /// A deterministic 64-bit hash of several byte strings (length-prefixed, so `["ab","c"]` and
 /// `["a","bc"]` differ).
 pub fn stable_hash(parts: &[&[u8]]) -> u64 {
@@ -119,6 +171,20 @@ mod tests {
             b
         );
         assert_ne!(branch(&old.replace("Call-ID: c1", "Call-ID: c2")), b);
+    }
+
+    #[test]
+    fn probe_token_round_trip() {
+        let t = ProbeToken {
+            generation: 7,
+            dest: 0xabc,
+            seq: u32::MAX,
+        };
+        let b = t.branch();
+        assert!(b.starts_with(BRANCH_PREFIX) && b.starts_with(PROBE_BRANCH_PREFIX));
+        assert_eq!(ProbeToken::parse(&b), Some(t));
+        assert_eq!(ProbeToken::parse(&b[..b.len() - 1]), None);
+        assert_eq!(ProbeToken::parse(&branch(INVITE)), None);
     }
 
     #[test]

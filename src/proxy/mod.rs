@@ -34,12 +34,14 @@ mod worker;
 mod tests;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::dispatch::{Destination, Pick, Snapshot};
 
 pub use keys::{Template, TemplateError};
 pub use route::{Action, Condition, Route, RouteTable, SourceSets, Target};
-pub use worker::{Counters, Drop, Inbound, Sink, Verdict, Worker};
+pub use branch::ProbeToken;
+pub use worker::{Counters, Drop, Inbound, METHODS, Sink, Verdict, Worker};
 
 /// One of the proxy's local sockets, as it must appear in its Via and Record-Route headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +97,9 @@ pub struct Plane {
     /// The dispatcher snapshot.
     pub snapshot: Snapshot,
     addrs: Vec<Box<[Option<SocketAddr>]>>,
+    /// Forwarded requests per destination (same shape as `addrs`): one relaxed atomic add per
+    /// forwarded request, read by the metrics collector. Starts at 0 with each plane.
+    selections: Vec<Box<[AtomicU64]>>,
 }
 
 impl Plane {
@@ -109,7 +114,40 @@ impl Plane {
             .iter()
             .map(|s| s.destinations().iter().map(&mut resolve).collect())
             .collect();
-        Plane { snapshot, addrs }
+        let selections = snapshot
+            .sets()
+            .iter()
+            .map(|s| s.destinations().iter().map(|_| AtomicU64::new(0)).collect())
+            .collect();
+        Plane {
+            snapshot,
+            addrs,
+            selections,
+        }
+    }
+
+    /// Counts one request forwarded to `pick` (called by the worker from its verdict).
+    pub fn count_selection(&self, pick: Pick) {
+        if let Some(c) = self
+            .selections
+            .get(pick.set_pos as usize)
+            .and_then(|s| s.get(pick.idx.0 as usize))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests forwarded to the destination at (set position, index) with this plane.
+    pub fn selections(&self, set_pos: usize, idx: usize) -> u64 {
+        self.selections
+            .get(set_pos)
+            .and_then(|s| s.get(idx))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// The resolved address of the destination at (set position, index).
+    pub fn addr_at(&self, set_pos: usize, idx: usize) -> Option<SocketAddr> {
+        self.addrs.get(set_pos)?.get(idx).copied().flatten()
     }
 
     /// The address of a selected destination.

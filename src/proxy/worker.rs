@@ -10,7 +10,7 @@ use sipdisp_parser::{
     Error, HeaderKind, Headers, MAX_PIECES, Message, Plan, Scheme, Uri, Via, parse_datagram,
 };
 
-use super::branch::{BRANCH_PREFIX, branch_for, stable_hash};
+use super::branch::{BRANCH_PREFIX, ProbeToken, branch_for, stable_hash};
 use super::keys::{TEMPLATE_CAPACITY, key_for};
 use super::recent::Recent;
 use super::reply::{self, REPLY_CAPACITY};
@@ -119,10 +119,82 @@ pub enum Verdict {
     Replied(u16),
     /// An ACK for one of the proxy's own replies: the transaction ends here.
     Absorbed,
-    /// A response addressed to the proxy itself (its Via is the only one), e.g. a probe reply.
+    /// A response addressed to the proxy itself (its Via is the only one) that is not a probe
+    /// reply.
     ForUs,
+    /// A reply to one of the proxy's own keepalive requests (top and only Via ours, probe
+    /// branch): the health component takes it from here.
+    ProbeReply {
+        /// What the probe's branch named.
+        token: ProbeToken,
+        /// The reply's status code.
+        code: u16,
+    },
     /// Dropped.
     Dropped(Drop),
+}
+
+impl Verdict {
+    /// Number of distinct labels ([`Verdict::label`]).
+    pub const KINDS: usize = 8;
+
+    /// A stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        Self::label_of(self.index())
+    }
+
+    fn index(&self) -> usize {
+        match self {
+            Verdict::Forwarded(_) => 0,
+            Verdict::Routed => 1,
+            Verdict::Relayed => 2,
+            Verdict::Replied(_) => 3,
+            Verdict::Absorbed => 4,
+            Verdict::ForUs => 5,
+            Verdict::ProbeReply { .. } => 6,
+            Verdict::Dropped(_) => 7,
+        }
+    }
+
+    /// The label of index `i` (for exporting [`Counters::requests`]).
+    pub fn label_of(i: usize) -> &'static str {
+        [
+            "forwarded",
+            "routed",
+            "relayed",
+            "replied",
+            "absorbed",
+            "for_us",
+            "probe_reply",
+            "dropped",
+        ][i]
+    }
+}
+
+/// Request methods counted separately in [`Counters::requests`]; anything else is `other`.
+pub const METHODS: [&str; 15] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "MESSAGE",
+    "PUBLISH",
+    "other",
+];
+
+fn method_index(m: &[u8]) -> usize {
+    METHODS[..METHODS.len() - 1]
+        .iter()
+        .position(|x| x.as_bytes() == m)
+        .unwrap_or(METHODS.len() - 1)
 }
 
 /// Plain per-worker counters, summed across workers when scraped.
@@ -138,8 +210,12 @@ pub struct Counters {
     pub replied: [u64; 7],
     /// ACKs absorbed.
     pub absorbed: u64,
-    /// Responses for the proxy itself.
+    /// Responses for the proxy itself (probe replies included).
     pub for_us: u64,
+    /// Requests received, by method ([`METHODS`]) and verdict ([`Verdict::label_of`]).
+    pub requests: [[u64; Verdict::KINDS]; METHODS.len()],
+    /// Responses received, by class (index 1–6 = 1xx–6xx).
+    pub responses: [u64; 7],
     /// Drops by reason ([`Drop::label_of`]).
     pub dropped: [u64; Drop::COUNT],
     /// Matches per route (index = route position).
@@ -154,7 +230,7 @@ impl Counters {
             Verdict::Relayed => self.relayed += 1,
             Verdict::Replied(code) => self.replied[usize::from(code / 100).min(6)] += 1,
             Verdict::Absorbed => self.absorbed += 1,
-            Verdict::ForUs => self.for_us += 1,
+            Verdict::ForUs | Verdict::ProbeReply { .. } => self.for_us += 1,
             Verdict::Dropped(d) => self.dropped[d.index()] += 1,
         }
     }
@@ -214,13 +290,32 @@ impl Worker {
         pkt: &Inbound<'_>,
         sink: &mut impl Sink,
     ) -> Verdict {
-        let verdict = match parse_datagram(pkt.data, &mut self.headers) {
-            Err(Error::KeepAlive) => Verdict::Dropped(Drop::KeepAlive),
-            Err(e) => Verdict::Dropped(Drop::Malformed(e)),
-            Ok(msg) if msg.request().is_some() => self.state.request(now, plane, &msg, pkt, sink),
-            Ok(msg) => self.state.response(&msg, pkt, sink),
+        let (verdict, kind) = match parse_datagram(pkt.data, &mut self.headers) {
+            Err(Error::KeepAlive) => (Verdict::Dropped(Drop::KeepAlive), None),
+            Err(e) => (Verdict::Dropped(Drop::Malformed(e)), None),
+            Ok(msg) => match msg.request() {
+                Some(r) => {
+                    let m = method_index(r.method);
+                    (self.state.request(now, plane, &msg, pkt, sink), Some(Ok(m)))
+                }
+                None => {
+                    let class = msg
+                        .response()
+                        .map_or(0, |s| usize::from(s.code / 100).min(6));
+                    (self.state.response(&msg, pkt, sink), Some(Err(class)))
+                }
+            },
         };
-        self.state.counters.count(&verdict);
+        let c = &mut self.state.counters;
+        c.count(&verdict);
+        match kind {
+            Some(Ok(m)) => c.requests[m][verdict.index()] += 1,
+            Some(Err(class)) => c.responses[class] += 1,
+            None => {}
+        }
+        if let Verdict::Forwarded(pick) = verdict {
+            plane.count_selection(pick);
+        }
         verdict
     }
 }
@@ -606,7 +701,16 @@ impl State {
             return Verdict::Dropped(Drop::NotOurVia);
         }
         let next = match vias.next() {
-            None => return Verdict::ForUs,
+            None => {
+                let token = top.branch.and_then(ProbeToken::parse);
+                return match (token, msg.response()) {
+                    (Some(token), Some(s)) => Verdict::ProbeReply {
+                        token,
+                        code: s.code,
+                    },
+                    _ => Verdict::ForUs,
+                };
+            }
             Some(Err(e)) => return Verdict::Dropped(Drop::Malformed(e)),
             Some(Ok(v)) => v,
         };

@@ -1,0 +1,265 @@
+//! `GET /metrics`: Prometheus / OpenMetrics text exposition, built at scrape time.
+//!
+//! Nothing here is on the message path. At each scrape a fresh registry is filled from what
+//! the workers published (their plain per-worker counters, summed), from the current plane
+//! (destination states, latency statistics, per-destination selection counters) and from the
+//! health component's own metric families (probes, replies, timeouts, RTT histogram, events),
+//! then encoded with `prometheus-client`. Names follow `sipdisp_<what>_<base unit>`, counters
+//! end in `_total`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use super::{Response, Route};
+use crate::daemon::Shared;
+use crate::dispatch::Flags;
+use crate::health::{Health, Labels, dest_labels};
+use crate::proxy::{Drop, METHODS, Verdict};
+
+/// The content type of the exposition (OpenMetrics text 1.0, which Prometheus negotiates).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The `/metrics` route.
+pub fn route(shared: &Arc<Shared>, health: &Arc<Health>) -> Route {
+    let (s, h) = (Arc::clone(shared), Arc::clone(health));
+    Route {
+        method: "GET",
+        path: "/metrics",
+        handler: Box::new(move |_| Response::new(200, CONTENT_TYPE, render(&s, &h))),
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+type Counters = Family<Labels, Counter>;
+type Gauges = Family<Labels, Gauge<f64, AtomicU64>>;
+
+/// The whole exposition.
+pub fn render(shared: &Shared, health: &Health) -> String {
+    let mut reg = Registry::with_prefix("sipdisp");
+    process(&mut reg, shared, health);
+    destinations(&mut reg, shared);
+    let m = health.metrics();
+    reg.register("probes_sent", "Keepalive requests sent", m.sent.clone());
+    reg.register(
+        "probe_replies",
+        "Keepalive replies received, by status class",
+        m.replies.clone(),
+    );
+    reg.register(
+        "probe_timeouts",
+        "Keepalives without a final reply within ds_ping_timeout (counted as 408)",
+        m.timeouts.clone(),
+    );
+    reg.register(
+        "probe_send_failures",
+        "Keepalives that could not be sent (counted as 500)",
+        m.send_failures.clone(),
+    );
+    reg.register(
+        "probe_rtt_seconds",
+        "Keepalive round-trip time from the first transmission to the final reply",
+        m.rtt.clone(),
+    );
+    reg.register(
+        "probe_replies_ignored",
+        "Keepalive replies ignored: from an older plane generation or not pending",
+        m.ignored_replies.clone(),
+    );
+    reg.register(
+        "events",
+        "dispatcher:dst-down / dst-up events raised by keepalive outcomes",
+        m.events.clone(),
+    );
+    reg.register(
+        "event_hook_runs",
+        "event_hook runs by result",
+        m.hooks.clone(),
+    );
+    let mut out = String::with_capacity(16 * 1024);
+    let _ = encode(&mut out, &reg);
+    out
+}
+
+fn process(reg: &mut Registry, shared: &Shared, health: &Health) {
+    let c = shared.counters();
+    reg.register(
+        "build",
+        "sipdisp version",
+        Info::new(labels(&[("version", env!("CARGO_PKG_VERSION"))])),
+    );
+    reg.register(
+        "datapath",
+        "The datapath backend in use (io_uring, mmsg)",
+        Info::new(labels(&[("backend", shared.backend.as_str())])),
+    );
+    let up = Gauge::<f64, AtomicU64>::default();
+    up.set(shared.started.elapsed().as_secs_f64());
+    reg.register("uptime_seconds", "Seconds since the daemon started", up);
+    let active = Gauge::<i64>::default();
+    active.set(i64::from(shared.ping_active.load(Ordering::Relaxed)));
+    reg.register(
+        "probing_active",
+        "1 unless keepalives are suspended (dispatcher.ping_active 0)",
+        active,
+    );
+    let reloads = Counter::<u64>::default();
+    reloads.inc_by(health.plane_swaps());
+    reg.register(
+        "reloads",
+        "Destination planes swapped in after the first (reload, add, remove), as seen by the prober",
+        reloads,
+    );
+    let requests = Counters::default();
+    for (m, row) in c.requests.iter().enumerate() {
+        for (v, n) in row.iter().enumerate() {
+            if *n > 0 || (m == 0 && v == 0) {
+                requests
+                    .get_or_create(&labels(&[
+                        ("method", METHODS[m]),
+                        ("verdict", Verdict::label_of(v)),
+                    ]))
+                    .inc_by(*n);
+            }
+        }
+    }
+    reg.register(
+        "requests",
+        "SIP requests received, by method and verdict",
+        requests,
+    );
+    let classes = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
+    let responses = Counters::default();
+    let replies = Counters::default();
+    for (i, class) in classes.iter().enumerate() {
+        responses
+            .get_or_create(&labels(&[("class", class)]))
+            .inc_by(c.responses[i + 1]);
+        replies
+            .get_or_create(&labels(&[("class", class)]))
+            .inc_by(c.replied[i + 1]);
+    }
+    reg.register("responses", "SIP responses received, by class", responses);
+    reg.register(
+        "replies_sent",
+        "Stateless replies sipdisp generated, by class",
+        replies,
+    );
+    let drops = Counters::default();
+    for (i, n) in c.dropped.iter().enumerate() {
+        drops
+            .get_or_create(&labels(&[("reason", Drop::label_of(i))]))
+            .inc_by(*n);
+    }
+    reg.register(
+        "drops",
+        "Datagrams dropped without an answer, by reason",
+        drops,
+    );
+}
+
+fn destinations(reg: &mut Registry, shared: &Shared) {
+    let plane = shared.plane.load_full();
+    let (up, state, probing) = (Gauges::default(), Gauges::default(), Gauges::default());
+    let (selections, failovers) = (Counters::default(), Counters::default());
+    let (avg, std, est, max, timeouts) = (
+        Gauges::default(),
+        Gauges::default(),
+        Gauges::default(),
+        Gauges::default(),
+        Gauges::default(),
+    );
+    for (sp, set) in plane.snapshot.sets().iter().enumerate() {
+        for (i, d) in set.destinations().iter().enumerate() {
+            let l = dest_labels(set.id, &d.uri);
+            let f = d.flags();
+            up.get_or_create(&l).set(f64::from(u8::from(f.usable())));
+            let current = match f.letters()[0] {
+                b'I' => "inactive",
+                b'D' => "disabled",
+                b'T' => "trying",
+                _ => "active",
+            };
+            for s in ["active", "trying", "inactive", "disabled"] {
+                let mut ls = l.clone();
+                ls.push(("state".to_owned(), s.to_owned()));
+                state
+                    .get_or_create(&ls)
+                    .set(f64::from(u8::from(s == current)));
+            }
+            probing
+                .get_or_create(&l)
+                .set(f64::from(u8::from(f.has(Flags::PROBING))));
+            selections.get_or_create(&l).inc_by(plane.selections(sp, i));
+            let _ = failovers.get_or_create(&l);
+            let lat = d.latency();
+            avg.get_or_create(&l).set(f64::from(lat.average) / 1000.0);
+            std.get_or_create(&l).set(f64::from(lat.stdev) / 1000.0);
+            est.get_or_create(&l).set(f64::from(lat.estimate) / 1000.0);
+            max.get_or_create(&l).set(f64::from(lat.max) / 1000.0);
+            timeouts.get_or_create(&l).set(f64::from(lat.timeout));
+        }
+    }
+    reg.register(
+        "destination_up",
+        "1 when the destination is selectable (neither inactive nor disabled)",
+        up,
+    );
+    reg.register(
+        "destination_state",
+        "1 for the destination's current state (Kamailio's first RPC letter)",
+        state,
+    );
+    reg.register(
+        "destination_probing",
+        "1 when the destination has the PROBING flag",
+        probing,
+    );
+    reg.register(
+        "destination_selections",
+        "Requests forwarded to the destination (since the current plane was loaded)",
+        selections,
+    );
+    reg.register(
+        "destination_failovers",
+        "Failovers away from the destination (stateless forwarding: always 0)",
+        failovers,
+    );
+    reg.register(
+        "destination_latency_average_seconds",
+        "Keepalive latency average (Kamailio AVG)",
+        avg,
+    );
+    reg.register(
+        "destination_latency_stddev_seconds",
+        "Keepalive latency standard deviation (Kamailio STD)",
+        std,
+    );
+    reg.register(
+        "destination_latency_estimate_seconds",
+        "Keepalive latency estimate, EWMA (Kamailio EST)",
+        est,
+    );
+    reg.register(
+        "destination_latency_max_seconds",
+        "Largest keepalive latency sample (Kamailio MAX)",
+        max,
+    );
+    reg.register(
+        "destination_latency_timeouts",
+        "Keepalive 408s counted by the latency statistics (Kamailio TIMEOUT)",
+        timeouts,
+    );
+}
