@@ -9,5 +9,6 @@ mod golden;
 mod health_e2e;
 mod kamailio_diff;
 mod netio_alloc;
+mod prometheus;
 mod proxy_alloc;
 mod support;

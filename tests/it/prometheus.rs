@@ -1,0 +1,240 @@
+//! A real Prometheus scrapes sipdisp; every expression of the Grafana dashboard and of the
+//! alerting rules is evaluated through Prometheus' HTTP API and must return data (so no metric
+//! name is misspelt), the rules load in Prometheus and pass `promtool check rules`, and the two
+//! "down" alerts go pending for a set whose only gateway is dead.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::health_e2e::health_config;
+use crate::support::*;
+
+const FIX: &str = "prometheus and promtool are not installed: run the README's test command (bash scripts/test.sh), which installs them";
+
+fn repo(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// GET over HTTP/1.0 (so Prometheus answers without chunked encoding).
+fn http10(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.get(9..12)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// Runs an instant query; returns the number of result elements (Err: the API said error).
+fn query(prom: SocketAddr, q: &str) -> Result<usize, String> {
+    let (status, body) =
+        http10(prom, &format!("/api/v1/query?query={}", encode(q))).ok_or("no answer")?;
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    if status != 200 || v["status"] != "success" {
+        return Err(body);
+    }
+    Ok(match &v["data"]["result"] {
+        serde_json::Value::Array(a) => a.len(),
+        serde_json::Value::Null => 0,
+        _ => 1, // scalar / string
+    })
+}
+
+/// Grafana's interval variables, as Grafana would substitute them.
+fn grafana(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$__range", "5m")
+}
+
+fn dashboard_exprs() -> Vec<String> {
+    let text = std::fs::read_to_string(repo("packaging/grafana/sipdisp.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
+    let mut out = Vec::new();
+    for p in v["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            out.push(t["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    out
+}
+
+fn rule_exprs() -> Vec<String> {
+    std::fs::read_to_string(repo("packaging/prometheus/sipdisp-rules.yml"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr:").map(|e| e.trim().to_owned()))
+        .collect()
+}
+
+/// The left-hand side of an alert expression `LHS <op> <number>`.
+fn lhs(expr: &str) -> &str {
+    for op in [" == ", " > ", " < ", " >= ", " <= ", " != "] {
+        if let Some((l, r)) = expr.rsplit_once(op) {
+            if r.trim().parse::<f64>().is_ok() {
+                return l;
+            }
+        }
+    }
+    expr
+}
+
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("sipdisp_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn dashboard_and_rules_query_real_data() {
+    for tool in ["prometheus", "promtool"] {
+        let ok = Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        assert!(ok, "{FIX}");
+    }
+    let rules = repo("packaging/prometheus/sipdisp-rules.yml");
+    let check = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "promtool check rules: {check:?}");
+
+    // sipdisp: set 1 with two live responders, set 2 with one dead gateway.
+    let live: Vec<Responder> = (0..2).map(|_| Responder::start("127.0.0.1:0")).collect();
+    let dead = free_udp_port();
+    let mut list: String = live
+        .iter()
+        .map(|b| format!("1 sip:{} 0\n", b.addr))
+        .collect();
+    list.push_str(&format!("2 sip:127.0.0.1:{dead} 0\n"));
+    let admin = free_tcp_port();
+    let lb = Sipdisp::start(&health_config(admin, "", ""), &list);
+    let client = Client::new("127.0.0.1:0");
+    for i in 0..5 {
+        let m = client.request(
+            "INVITE",
+            "sip:bob@example.com",
+            &format!("p{i}"),
+            &format!("p{i}"),
+            "",
+        );
+        let _ = client.transact(lb.addr(), &m);
+    }
+    client.sock.send_to(b"garbage\r\n\r\n", lb.addr()).unwrap();
+
+    // Prometheus scraping the admin listener every second.
+    let dir = TempDir::new("prometheus");
+    let cfg = dir.write(
+        "prometheus.yml",
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: sipdisp\n    static_configs:\n      - targets: ['127.0.0.1:{admin}']\n",
+            rules.display()
+        ),
+    );
+    let port = free_tcp_port();
+    let prom: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let _prometheus = ChildGuard(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={prom}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prometheus"),
+    );
+    // Wait (≤ 60 s) for at least 5 scrapes.
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        if query(prom, "count_over_time(sipdisp_build_info[1m]) >= 5") == Ok(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "Prometheus did not scrape sipdisp 5 times"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(query(prom, "up{job=\"sipdisp\"} == 1"), Ok(1));
+
+    let mut failures = Vec::new();
+    let dash = dashboard_exprs();
+    assert!(dash.len() >= 20, "{dash:?}");
+    for e in &dash {
+        match query(prom, &grafana(e)) {
+            Ok(n) if n > 0 => {}
+            r => failures.push(format!("dashboard: {e}: {r:?}")),
+        }
+    }
+    let rule_list = rule_exprs();
+    assert_eq!(rule_list.len(), 4, "{rule_list:?}");
+    for e in &rule_list {
+        if let Err(r) = query(prom, e) {
+            failures.push(format!("rule: {e}: {r}"));
+        }
+        match query(prom, lhs(e)) {
+            Ok(n) if n > 0 => {}
+            r => failures.push(format!("rule left-hand side: {}: {r:?}", lhs(e))),
+        }
+        for name in metric_names(e) {
+            let sel = name.trim_end_matches("_bucket");
+            let q = if name.ends_with("_bucket") {
+                format!("{sel}_bucket")
+            } else {
+                name.clone()
+            };
+            match query(prom, &q) {
+                Ok(n) if n > 0 => {}
+                r => failures.push(format!("rule metric {q}: {r:?}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    // The dead gateway of set 2 fires both "down" rules (pending within their `for`).
+    let end = Instant::now() + Duration::from_secs(20);
+    for alert in ["SipdispGatewayDown", "SipdispSetAllDown"] {
+        let q = format!("ALERTS{{alertname=\"{alert}\",set=\"2\"}}");
+        while query(prom, &q) != Ok(1) {
+            assert!(Instant::now() < end, "{alert} did not go pending");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    assert_eq!(
+        query(prom, "ALERTS{alertname=\"SipdispSetAllDown\",set=\"1\"}"),
+        Ok(0)
+    );
+    drop(lb);
+}
