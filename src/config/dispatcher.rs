@@ -316,6 +316,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fractional_ping_interval_and_timeout() {
+        use std::time::Duration;
+        let parse = |body: &str| {
+            crate::config::Config::parse(
+                &format!("[dispatcher]\n{body}\n"),
+                Path::new("/etc/sipdisp/sipdisp.toml"),
+            )
+        };
+        let c = parse("ds_ping_interval = 0.3\nds_ping_timeout = 0.5").unwrap();
+        let p = &c.dispatcher.params;
+        assert_eq!(p.ds_ping_interval, Some(Duration::from_millis(300)));
+        assert_eq!(p.ds_ping_timeout, Duration::from_millis(500));
+        let c = parse("ds_ping_interval = 10").unwrap();
+        assert_eq!(
+            c.dispatcher.params.ds_ping_interval,
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(c.dispatcher.params.ds_ping_timeout, Duration::from_secs(5));
+        assert!(
+            parse("ds_ping_interval = 0")
+                .unwrap()
+                .dispatcher
+                .params
+                .ds_ping_interval
+                .is_none()
+        );
+        for bad in [
+            "ds_ping_timeout = 0",
+            "ds_ping_interval = -1.5",
+            "ds_ping_timeout = \"5\"",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn reply_codes() {
         for ok in ["", "code=403", "class=2;code=403;", "code=404;code=488"] {
             assert!(reply_codes_ok(ok), "{ok}");
