@@ -622,9 +622,25 @@ impl WaitOutput for std::process::Child {
 // ---- Kamailio 5.6.3 comparison ------------------------------------------------------------
 
 struct Kamailio {
-    child: ChildGuard,
+    child: std::process::Child,
     http: SocketAddr,
     dir: TempDir,
+}
+
+impl Drop for Kamailio {
+    /// Kamailio forks its workers: stop the whole process group (its own, see `start`).
+    fn drop(&mut self) {
+        let pg = -(self.child.id() as i32);
+        // SAFETY: kill(2) on the process group we created for our own child.
+        unsafe { libc::kill(pg, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end && !matches!(self.child.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above; whatever is left of the group goes.
+        unsafe { libc::kill(pg, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
 }
 
 impl Kamailio {
@@ -642,7 +658,9 @@ impl Kamailio {
             .replace("@LIST@", list.to_str().unwrap());
         let cfg_path = dir.write("k.cfg", &cfg);
         let log = std::fs::File::create(dir.path().join("k.log")).unwrap();
+        use std::os::unix::process::CommandExt;
         let child = Command::new(KAMAILIO)
+            .process_group(0)
             .args(["-DD", "-E", "-f"])
             .arg(&cfg_path)
             .arg("-w")
@@ -655,7 +673,7 @@ impl Kamailio {
             .spawn()
             .expect("start kamailio");
         let mut k = Kamailio {
-            child: ChildGuard(child),
+            child,
             http: format!("127.0.0.1:{http}").parse().unwrap(),
             dir,
         };
@@ -664,7 +682,7 @@ impl Kamailio {
             if TcpStream::connect_timeout(&k.http, Duration::from_millis(200)).is_ok() {
                 return k;
             }
-            if let Ok(Some(st)) = k.child.0.try_wait() {
+            if let Ok(Some(st)) = k.child.try_wait() {
                 panic!("kamailio exited with {st}: {}", k.log());
             }
             assert!(Instant::now() < end, "kamailio did not listen: {}", k.log());
