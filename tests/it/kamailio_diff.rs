@@ -32,6 +32,11 @@ struct Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
+        // Kamailio forks its workers: stop the whole process group it leads, not only the
+        // main process (which would leave the workers running).
+        // SAFETY: kill(2) on the process group of our own child (started with
+        // `process_group(0)`, so its pgid is its pid); no memory is involved.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -64,7 +69,9 @@ impl Kamailio {
         std::fs::write(dir.join("k.cfg"), cfg).unwrap();
         std::fs::write(dir.join("d.list"), list).unwrap();
         let log = std::fs::File::create(dir.join("k.log")).unwrap();
+        use std::os::unix::process::CommandExt;
         let child = Command::new(KAMAILIO)
+            .process_group(0)
             .args(["-DD", "-E", "-f"])
             .arg(dir.join("k.cfg"))
             .arg("-w")
