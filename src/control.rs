@@ -31,6 +31,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::daemon::{Shared, plane_from};
 use crate::dispatch::attrs::Attrs;
+use std::net::SocketAddr;
+
 use crate::dispatch::{DispatchParams, ListEntry, LoadHooks, SetId, Snapshot, parse_list};
 use crate::proxy::Plane;
 
@@ -109,6 +111,8 @@ pub struct Control {
     list_file: PathBuf,
     params: DispatchParams,
     persist: bool,
+    /// Listen addresses that `socket=` attributes must name (empty: not checked).
+    listen: Vec<SocketAddr>,
     inner: Mutex<Inner>,
 }
 
@@ -136,8 +140,36 @@ impl Control {
             list_file,
             params,
             persist,
+            listen: Vec::new(),
             inner: Mutex::new(Inner { last: None, seen }),
         }
+    }
+
+    /// Checks destinations' `socket`/`sockname` attributes against these listen addresses on
+    /// reload and add, as at start (Kamailio drops destinations whose socket is not local).
+    pub fn with_listen(mut self, listen: Vec<SocketAddr>) -> Control {
+        self.listen = listen;
+        self
+    }
+
+    fn parse(
+        &self,
+        name: &str,
+        text: &[u8],
+        params: &DispatchParams,
+    ) -> Result<crate::dispatch::LoadedList, crate::dispatch::ListErrors> {
+        if self.listen.is_empty() {
+            return parse_list(name, text, params, &LoadHooks::default());
+        }
+        let local = |s: &[u8]| crate::proxy::socket_attr_is_local(s, &self.listen);
+        parse_list(
+            name,
+            text,
+            params,
+            &LoadHooks {
+                socket_is_local: Some(&local),
+            },
+        )
     }
 
     /// The list file.
@@ -178,7 +210,8 @@ impl Control {
             )])
         })?;
         let name = self.list_file.display().to_string();
-        let loaded = parse_list(&name, &text, &self.params, &LoadHooks::default())
+        let loaded = self
+            .parse(&name, &text, &self.params)
             .map_err(|e| ControlError::Reload(e.0.iter().map(ToString::to_string).collect()))?;
         let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
         let mut snapshot = Snapshot::build(&loaded.entries, self.params.clone(), seed());
@@ -287,7 +320,7 @@ impl Control {
             ds_load_mode: 1,
             ..self.params.clone()
         };
-        match parse_list("rpc", line.as_bytes(), &params, &LoadHooks::default()) {
+        match self.parse("rpc", line.as_bytes(), &params) {
             Ok(mut l) if l.entries.len() == 1 => {
                 let mut e = l.entries.remove(0);
                 e.line = 0;

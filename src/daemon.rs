@@ -223,14 +223,18 @@ fn sum(all: &[Counters]) -> Counters {
 pub fn load_plane(
     path: &std::path::Path,
     params: &DispatchParams,
+    listen: &[SocketAddr],
 ) -> Result<(Plane, Vec<String>), DaemonError> {
     let text = std::fs::read(path).map_err(|source| DaemonError::ListRead {
         path: path.to_owned(),
         source,
     })?;
     let name = path.display().to_string();
-    let loaded =
-        parse_list(&name, &text, params, &LoadHooks::default()).map_err(DaemonError::List)?;
+    let local = |s: &[u8]| proxy::socket_attr_is_local(s, listen);
+    let hooks = LoadHooks {
+        socket_is_local: Some(&local),
+    };
+    let loaded = parse_list(&name, &text, params, &hooks).map_err(DaemonError::List)?;
     let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -265,7 +269,7 @@ pub fn plane_from(snapshot: Snapshot, name: &str, warnings: &mut Vec<String>) ->
 /// Starts the daemon: loads the plane, opens the datapaths, spawns the workers. Returns once
 /// everything is listening.
 pub fn start(settings: Settings) -> Result<Running, DaemonError> {
-    let (plane, warnings) = load_plane(&settings.list_file, &settings.params)?;
+    let (plane, warnings) = load_plane(&settings.list_file, &settings.params, &settings.listen)?;
     for w in warnings {
         eprintln!("sipdisp: warning: {w}");
     }
@@ -310,7 +314,8 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         settings.list_file.clone(),
         settings.params.clone(),
         settings.persist_rpc_changes,
-    );
+    )
+    .with_listen(settings.listen.clone());
     let shared = Arc::new(Shared::new(plane, datapaths.len(), backend, control));
     // Keepalives, their replies, events (crate::health); /metrics reads its counters.
     let health = Arc::new(crate::health::Health::new(

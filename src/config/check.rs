@@ -35,13 +35,12 @@ pub fn load_list(config: &Config) -> Result<LoadedList, ListLoadError> {
         error: e.to_string(),
     })?;
     let name = path.display().to_string();
-    parse_list(
-        &name,
-        &text,
-        &config.dispatcher.params,
-        &LoadHooks::default(),
-    )
-    .map_err(ListLoadError::List)
+    let listen: Vec<std::net::SocketAddr> = config.server.listen.iter().map(|l| l.addr).collect();
+    let local = |s: &[u8]| crate::proxy::socket_attr_is_local(s, &listen);
+    let hooks = LoadHooks {
+        socket_is_local: Some(&local),
+    };
+    parse_list(&name, &text, &config.dispatcher.params, &hooks).map_err(ListLoadError::List)
 }
 
 /// One problem found by [`check`].

@@ -38,9 +38,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::dispatch::{Destination, Pick, Snapshot};
 
+pub use branch::ProbeToken;
 pub use keys::{Template, TemplateError};
 pub use route::{Action, Condition, Route, RouteTable, SourceSets, Target};
-pub use branch::ProbeToken;
 pub use worker::{Counters, Drop, Inbound, METHODS, Sink, Verdict, Worker};
 
 /// One of the proxy's local sockets, as it must appear in its Via and Record-Route headers.
@@ -174,6 +174,34 @@ impl Plane {
 /// need DNS, which the caller does when building the plane.
 pub fn literal_addr(d: &Destination) -> Option<SocketAddr> {
     ip_port(d.host(), d.port())
+}
+
+/// Whether a destination's `socket` attribute (`proto:host[:port]`, Kamailio's form) names one
+/// of our listen addresses: protocol `udp` (the only one sipdisp serves), the same port
+/// (default 5060), and the same IP address or a wildcard listen address of its family.
+/// Anything else — another protocol, a `sockname` (sipdisp has no named sockets), a malformed
+/// value — is not local, and Kamailio drops such a destination at load.
+pub fn socket_attr_is_local(attr: &[u8], listen: &[SocketAddr]) -> bool {
+    let Some(rest) = attr.strip_prefix(b"udp:") else {
+        return false;
+    };
+    let (host, port) = match rest.iter().rposition(|&b| b == b':') {
+        // `[v6]:port` or `v4:port`; a bare IPv6 literal must be bracketed.
+        Some(i) if !rest[..i].contains(&b':') || rest[..i].ends_with(b"]") => (
+            &rest[..i],
+            std::str::from_utf8(&rest[i + 1..])
+                .ok()
+                .and_then(|p| p.parse().ok()),
+        ),
+        _ => (rest, Some(5060)),
+    };
+    let Some(addr) = port.and_then(|p| ip_port(host, Some(p))) else {
+        return false;
+    };
+    listen.iter().any(|l| {
+        l.port() == addr.port()
+            && (l.ip() == addr.ip() || (l.ip().is_unspecified() && l.is_ipv4() == addr.is_ipv4()))
+    })
 }
 
 /// `host` (IPv6 in brackets) and port (default 5060) as a socket address, when the host is an

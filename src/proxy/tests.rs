@@ -578,3 +578,30 @@ fn mutated_messages_never_panic() {
     }
     assert!(w.counters().dropped.iter().sum::<u64>() > 0);
 }
+
+#[test]
+fn socket_attributes_match_listen_addresses() {
+    let listen: Vec<SocketAddr> = vec![
+        "127.0.0.1:5060".parse().unwrap(),
+        "[::]:5062".parse().unwrap(),
+    ];
+    for (attr, local) in [
+        ("udp:127.0.0.1:5060", true),
+        ("udp:127.0.0.1", true),
+        ("udp:127.0.0.1:5061", false),
+        ("udp:127.0.0.2:5060", false),
+        ("udp:[::1]:5062", true),
+        ("udp:[2001:db8::1]:5062", true),
+        ("udp:[::1]:5060", false),
+        ("tcp:127.0.0.1:5060", false),
+        ("lb-public", false),
+        ("udp:127.0.0.1:x", false),
+        ("udp:", false),
+    ] {
+        assert_eq!(
+            socket_attr_is_local(attr.as_bytes(), &listen),
+            local,
+            "{attr}"
+        );
+    }
+}
