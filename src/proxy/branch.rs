@@ -8,7 +8,7 @@
 //! FNV-1a with a final avalanche step: fully specified, so every worker, every restart and
 //! every machine computes the same branch.
 
-use sipdisp_parser::Message;
+use sipdisp_parser::{Message, Via};
 
 /// The prefix of every branch sipdisp generates: the RFC 3261 magic cookie, then `-sd-`.
 pub const BRANCH_PREFIX: &[u8] = b"z9hG4bK-sd-";
@@ -95,9 +95,10 @@ pub fn hex16(v: u64, out: &mut [u8]) {
     }
 }
 
-/// The branch sipdisp puts in its Via when forwarding `msg`.
-pub fn branch_for(msg: &Message<'_>) -> [u8; BRANCH_LEN] {
-    let via = msg.top_via().ok();
+/// The branch sipdisp puts in its Via when forwarding `msg`, whose top Via the caller has
+/// already parsed (`top`).
+pub fn branch_for(msg: &Message<'_>, top: &Via<'_>) -> [u8; BRANCH_LEN] {
+    let via = Some(top);
     let branch = via.and_then(|v| v.branch).unwrap_or(b"");
     let host = via.map_or(&b""[..], |v| v.host);
     let mut port = [0u8; 2];
@@ -135,7 +136,8 @@ mod tests {
 
     fn branch(text: &str) -> [u8; BRANCH_LEN] {
         let mut h = Headers::new();
-        branch_for(&parse_datagram(text.as_bytes(), &mut h).unwrap())
+        let m = parse_datagram(text.as_bytes(), &mut h).unwrap();
+        branch_for(&m, &m.top_via().unwrap())
     }
 
     const INVITE: &str = "INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP c.example:5062;branch=z9hG4bKx1\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\nCSeq: 5 INVITE\r\n\r\n";

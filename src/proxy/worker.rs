@@ -385,9 +385,13 @@ impl State {
         if method == b"ACK" && reply::is_ack_for_our_reply(msg) {
             return Verdict::Absorbed;
         }
-        let top = match msg.top_via() {
-            Ok(v) => v,
-            Err(e) => return Verdict::Dropped(Drop::Malformed(e)),
+        // Every Via is parsed once here: the first is the top Via used below, the others are
+        // checked for loops.
+        let mut vias = msg.vias();
+        let top = match vias.next() {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return Verdict::Dropped(Drop::Malformed(e)),
+            None => return Verdict::Dropped(Drop::Malformed(Error::Missing(HeaderKind::Via))),
         };
         let ruri = match req.uri() {
             Ok(u) => u,
@@ -399,7 +403,7 @@ impl State {
         if msg.max_forwards() == Some(0) {
             return self.reply(msg, pkt, 483, reply::reason_phrase(483), &[], sink);
         }
-        for via in msg.vias() {
+        for via in std::iter::once(Ok(top)).chain(vias) {
             match via {
                 Ok(v)
                     if self.is_ours(v.host, v.port)
@@ -452,7 +456,7 @@ impl State {
         }
 
         // CANCEL and non-2xx ACK follow their INVITE.
-        let branch = branch_for(msg);
+        let branch = branch_for(msg, &top);
         let branch_key = stable_hash(&[&branch]);
         if method == b"CANCEL" || method == b"ACK" {
             if let Some((pick, addr)) = self.recent.get(branch_key, now) {
@@ -673,7 +677,7 @@ impl State {
         let Some(local) = self.socket_for(pkt.local, addr) else {
             return Verdict::Dropped(Drop::NoNextHop);
         };
-        let branch = branch_for(msg);
+        let branch = branch_for(msg, top);
         let mut plan = Plan::new(msg);
         if self
             .common_edits(&mut plan, msg, pkt, top, local, &branch, remove_route)
