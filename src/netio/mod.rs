@@ -155,6 +155,9 @@ impl BatchStats {
 pub type Handler<'h> = dyn FnMut(Option<&Datagram<'_>>, &mut Outbox<'_>) + 'h;
 
 /// A worker's batched UDP I/O over its bound sockets.
+///
+/// It may be opened on one thread and moved to another before its first batch; after that,
+/// run and drop it on the thread that ran the first batch (io_uring rings are single-issuer).
 pub trait Datapath: Send {
     /// Which implementation this is.
     fn kind(&self) -> Backend;

@@ -363,6 +363,21 @@ fn reuseport_shares_one_port_between_two_workers() {
     }
 }
 
+/// The daemon opens datapaths on the main thread and runs each on its worker thread (io_uring:
+/// the first thread to run a batch becomes the ring's single issuer).
+#[test]
+fn opened_on_one_thread_and_run_on_another() {
+    for b in socket_backends("opened_on_one_thread_and_run_on_another") {
+        let mut dp = open(b, &[addr(V4)], &NetConfig::default()).unwrap();
+        std::thread::spawn(move || {
+            echo_on(&mut *dp, 40, 20);
+            drop(dp);
+        })
+        .join()
+        .unwrap();
+    }
+}
+
 #[test]
 fn binding_a_taken_port_without_reuseport_fails_clearly() {
     let taken = UdpSocket::bind(V4).unwrap();

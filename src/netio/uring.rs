@@ -12,6 +12,11 @@
 //! buffer left (`ENOBUFS`), cancellation, an error); the socket is re-armed at the start of the
 //! next batch, after buffers were recycled. Datagrams arriving meanwhile wait in the socket's
 //! receive buffer.
+//!
+//! The ring is set up with `SINGLE_ISSUER | DEFER_TASKRUN` when the kernel accepts it (Linux
+//! 6.1; see [`RingMode`]), so receptions are processed only while we wait in `io_uring_enter`,
+//! never by interrupting the worker. Sends of loopback and ordinary UDP complete inline during
+//! the submission, so the wait for them is normally not a second `io_uring_enter`.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::io;
@@ -39,6 +44,53 @@ const TAG_MASK: u64 = 0xffff_ffff << 32;
 const RECVMSG_OUT_LEN: usize = 16;
 /// How long a batch waits for its sends before giving up with an error.
 const SEND_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How the ring runs task work (the kernel's deferred part of a receive or send).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum RingMode {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN` (Linux 6.1): task work runs only when we enter the kernel
+    /// to wait for completions, so a datagram arriving while we work costs no interrupt and a
+    /// waiting worker is woken once enough completions are ready. The ring belongs to one
+    /// thread: it is created disabled (`R_DISABLED`) and enabled by the first `run_batch`,
+    /// whose thread then owns it (the daemon opens datapaths on the main thread and runs them
+    /// on workers). Another thread entering it later gets `EEXIST`.
+    DeferTaskrun,
+    /// No setup flags: task work interrupts the worker when it arrives.
+    Default,
+}
+
+impl RingMode {
+    /// Tried in this order; a kernel refusing one with `EINVAL` gets the next.
+    const PREFERRED: [RingMode; 2] = [RingMode::DeferTaskrun, RingMode::Default];
+
+    fn build(self, sq: u32, cq: u32) -> io::Result<IoUring> {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(cq);
+        if self == RingMode::DeferTaskrun {
+            b.setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_r_disabled();
+        }
+        b.build(sq)
+    }
+}
+
+/// Calls `build` with each of `modes` until one is accepted. Only `EINVAL` (flags
+/// this kernel does not know) moves on; any other error (`EPERM`, `ENOMEM`) is returned as is.
+fn with_fallback<T>(
+    modes: &[RingMode],
+    mut build: impl FnMut(RingMode) -> io::Result<T>,
+) -> io::Result<(T, RingMode)> {
+    let mut last = None;
+    for &mode in modes {
+        match build(mode) {
+            Ok(t) => return Ok((t, mode)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)))
+}
 
 /// Page-aligned, zeroed heap memory that is only accessed through raw pointers (the kernel
 /// reads or writes it concurrently), freed on drop.
@@ -165,6 +217,11 @@ pub struct UringDatapath {
     // Field order matters for drop: `Drop` quiesces the ring, then the ring is closed before
     // the memory it used is freed.
     ring: IoUring,
+    /// How task work is run (see [`RingMode`]); read by tests.
+    #[cfg_attr(not(test), allow(dead_code))]
+    mode: RingMode,
+    /// False until the first batch enabled a ring created disabled (see [`RingMode`]).
+    enabled: bool,
     bufs: ProvidedBuffers,
     socks: Vec<Socket>,
     locals: Vec<SocketAddr>,
@@ -199,6 +256,15 @@ impl UringDatapath {
     /// Binds `addrs` (see [`super::open`]), sets up the ring and registers the provided
     /// buffers.
     pub fn open(addrs: &[SocketAddr], cfg: &NetConfig) -> io::Result<UringDatapath> {
+        Self::open_with(addrs, cfg, &RingMode::PREFERRED)
+    }
+
+    /// [`UringDatapath::open`] trying only `modes` (tests force the fallback with this).
+    fn open_with(
+        addrs: &[SocketAddr],
+        cfg: &NetConfig,
+        modes: &[RingMode],
+    ) -> io::Result<UringDatapath> {
         let (socks, locals) = bind_all(addrs, cfg)?;
         let count = cfg.recv_buffers.clamp(1, 32_768).next_power_of_two() as u16;
         let buf_len = RECVMSG_OUT_LEN + SOCKADDR_LEN + cfg.max_datagram.max(1);
@@ -209,7 +275,7 @@ impl UringDatapath {
         let cq = (2 * (usize::from(count) + tx.capacity() + 2 * socks.len()))
             .next_power_of_two()
             .min(65_536) as u32;
-        let ring = IoUring::builder().setup_cqsize(cq.max(2 * sq)).build(sq)?;
+        let (ring, mode) = with_fallback(modes, |mode| mode.build(sq, cq.max(2 * sq)))?;
         let bufs = ProvidedBuffers::new(count, buf_len)?;
         // SAFETY: the ring memory (`count` entries) lives in `bufs`, which the returned value
         // owns and drops only after the ring (see `Drop`), so it stays valid while registered.
@@ -232,6 +298,8 @@ impl UringDatapath {
         let cap = tx.capacity();
         Ok(UringDatapath {
             ring,
+            mode,
+            enabled: mode != RingMode::DeferTaskrun,
             bufs,
             armed: vec![false; socks.len()].into_boxed_slice(),
             pending: vec![
@@ -423,11 +491,11 @@ impl UringDatapath {
         }
         stats.referenced_bytes += self.tx.referenced;
         stats.copied_bytes += self.tx.copied;
-        let deadline = Instant::now() + SEND_DEADLINE;
         if self.in_flight == 0 {
             return Ok(());
         }
         self.submit()?;
+        let deadline = Instant::now() + SEND_DEADLINE;
         while self.in_flight > 0 {
             self.reap(stats);
             if self.in_flight == 0 {
@@ -462,10 +530,15 @@ impl Datapath for UringDatapath {
         handler: &mut Handler<'_>,
     ) -> io::Result<BatchStats> {
         let mut stats = BatchStats::default();
+        if !self.enabled {
+            // The calling thread becomes the ring's only issuer (see `RingMode::DeferTaskrun`).
+            self.ring.submitter().register_enable_rings()?;
+            self.enabled = true;
+        }
         self.arm()?;
         if self.npending == 0 && self.ring.completion().is_empty() {
             self.wait(timeout)?;
-        } else {
+        } else if !self.ring.submission().is_empty() {
             self.submit()?;
         }
         self.reap(&mut stats);
@@ -508,6 +581,11 @@ impl Drop for UringDatapath {
     /// Cancels the armed receives and waits (bounded) for their final completions, so that no
     /// operation can write into the buffers after they are freed; then unregisters the ring.
     fn drop(&mut self) {
+        if !self.enabled {
+            // Never enabled: nothing was submitted, so nothing can touch the buffers.
+            let _ = self.ring.submitter().unregister_buf_ring(BGID);
+            return;
+        }
         for s in 0..self.socks.len() {
             if self.armed[s] {
                 let e = opcode::AsyncCancel::new(TAG_RECV | s as u64)
@@ -551,6 +629,73 @@ mod tests {
         // SAFETY: no ring is registered with this memory, so nothing else writes it.
         let first = unsafe { b.get(0) };
         assert_eq!(first.len(), 32);
+    }
+
+    #[test]
+    fn ring_setup_falls_back_only_on_einval() {
+        let einval = || io::Error::from_raw_os_error(libc::EINVAL);
+        let mut tried = Vec::new();
+        let (_, mode) = with_fallback(&RingMode::PREFERRED, |m| {
+            tried.push(m);
+            if m == RingMode::DeferTaskrun {
+                Err(einval())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+        assert_eq!(mode, RingMode::Default);
+        assert_eq!(tried, RingMode::PREFERRED);
+        let e = with_fallback(&RingMode::PREFERRED, |_| Err::<(), _>(einval())).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        let mut calls = 0;
+        let e = with_fallback(&RingMode::PREFERRED, |_| {
+            calls += 1;
+            Err::<(), _>(io::Error::from_raw_os_error(libc::EPERM))
+        })
+        .unwrap_err();
+        assert_eq!((e.raw_os_error(), calls), (Some(libc::EPERM), 1));
+    }
+
+    /// Every ring mode this kernel accepts carries traffic: the preferred one and the plain
+    /// ring a kernel refusing `DEFER_TASKRUN` falls back to.
+    #[test]
+    fn every_ring_mode_echoes() {
+        if let Some(why) = crate::netio::io_uring_unavailable() {
+            println!("every_ring_mode_echoes: skipped: {why}");
+            return;
+        }
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let preferred = UringDatapath::open(&[lo], &NetConfig::default()).unwrap();
+        println!("ring mode on this kernel: {:?}", preferred.mode);
+        for mut dp in [
+            preferred,
+            UringDatapath::open_with(&[lo], &NetConfig::default(), &[RingMode::Default]).unwrap(),
+        ] {
+            let c = std::net::UdpSocket::bind(lo).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            for i in 0..8u8 {
+                c.send_to(&[i], dp.local_addrs()[0]).unwrap();
+            }
+            let (mut received, mut sent) = (0, 0);
+            let end = Instant::now() + Duration::from_secs(5);
+            while received < 8 && Instant::now() < end {
+                let s = dp
+                    .run_batch(Some(Duration::from_millis(20)), &mut |d, ob| {
+                        if let Some(d) = d {
+                            ob.push(d.local, d.peer, &[d.data]).unwrap();
+                        }
+                    })
+                    .unwrap();
+                (received, sent) = (received + s.received, sent + s.sent);
+            }
+            assert_eq!((received, sent), (8, 8), "{:?}", dp.mode);
+            let mut buf = [0u8; 4];
+            for i in 0..8u8 {
+                assert_eq!(c.recv(&mut buf).unwrap(), 1);
+                assert_eq!(buf[0], i, "{:?}", dp.mode);
+            }
+        }
     }
 
     #[test]
