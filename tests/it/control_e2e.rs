@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::support::{ChildGuard, Sipdisp, TempDir, free_udp_port};
+use super::support::{ChildGuard, Sipdisp, TempDir, free_udp_port, require_sipp, sipp_uas};
 
 const KAMAILIO: &str = "/usr/sbin/kamailio";
 const BIN: &str = env!("CARGO_BIN_EXE_sipdisp");
@@ -503,34 +503,9 @@ fn token_and_sipdisp_ctl() {
 /// Reloads while sipp places calls through sipdisp: the plane swap loses no call.
 #[test]
 fn reload_under_sipp_load_loses_no_call() {
-    assert!(
-        Command::new("sipp").arg("-v").output().is_ok(),
-        "sipp is not installed: run the README's test command (bash scripts/test.sh), which installs it"
-    );
+    require_sipp();
     let (p1, p2) = (free_udp_port(), free_udp_port());
-    let _uas: Vec<ChildGuard> = [p1, p2]
-        .iter()
-        .map(|p| {
-            ChildGuard(
-                Command::new("sipp")
-                    .args([
-                        "-sn",
-                        "uas",
-                        "-i",
-                        "127.0.0.1",
-                        "-p",
-                        &p.to_string(),
-                        "-nostdin",
-                        "-timeout",
-                        "60",
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("spawn sipp uas"),
-            )
-        })
-        .collect();
+    let _uas: Vec<ChildGuard> = [p1, p2].into_iter().map(sipp_uas).collect();
     std::thread::sleep(Duration::from_millis(300));
     let base = format!("1 sip:127.0.0.1:{p1}\n1 sip:127.0.0.1:{p2}\n");
     let s = start(&base, "", "reload_delta = 0");

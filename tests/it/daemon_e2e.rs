@@ -19,37 +19,9 @@ fn sipp_calls(datapath: &str) {
             return;
         }
     }
-    assert!(
-        std::process::Command::new("sipp")
-            .arg("-v")
-            .output()
-            .is_ok(),
-        "sipp is not installed: run the README's test command (bash scripts/test.sh), which installs it"
-    );
+    require_sipp();
     let (p1, p2) = (free_udp_port(), free_udp_port());
-    let uas: Vec<ChildGuard> = [p1, p2]
-        .iter()
-        .map(|p| {
-            ChildGuard(
-                std::process::Command::new("sipp")
-                    .args([
-                        "-sn",
-                        "uas",
-                        "-i",
-                        "127.0.0.1",
-                        "-p",
-                        &p.to_string(),
-                        "-nostdin",
-                        "-timeout",
-                        "60",
-                    ])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .expect("spawn sipp uas"),
-            )
-        })
-        .collect();
+    let uas: Vec<ChildGuard> = [p1, p2].into_iter().map(sipp_uas).collect();
     std::thread::sleep(Duration::from_millis(300));
     let list = format!("1 sip:127.0.0.1:{p1}\n1 sip:127.0.0.1:{p2}\n");
     // sipp's built-in uac sends ACK and BYE to the load balancer's address, not to the

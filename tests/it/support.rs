@@ -407,3 +407,33 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// Fails with the README's instructions when sipp is not installed.
+pub fn require_sipp() {
+    assert!(
+        Command::new("sipp").arg("-v").output().is_ok(),
+        "sipp is not installed: run the README's test command (bash scripts/test.sh), which installs it"
+    );
+}
+
+/// sipp's built-in `uas` scenario on 127.0.0.1:`port` (≤ 60 s), killed on drop.
+pub fn sipp_uas(port: u16) -> ChildGuard {
+    ChildGuard(
+        Command::new("sipp")
+            .args([
+                "-sn",
+                "uas",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-nostdin",
+                "-timeout",
+                "60",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sipp uas"),
+    )
+}
