@@ -5,15 +5,19 @@
 //! rewrite → send). This library holds the stages that are not the SIP scanner itself (that is
 //! the `sipdisp-parser` crate):
 //!
-//! * [`dispatch`]: destination sets, list-file loading, the selection algorithms 0–12, the
+//! * [`dispatch`]: destination sets, list-file loading, the selection algorithms 0–13, the
 //!   destination state machine and latency statistics. It never sees SIP bytes or sockets: the
 //!   caller hands it the key bytes an algorithm asks for and the current time.
+//! * [`proxy`]: the message path without I/O — one datagram in, a verdict and transmits out.
+//! * [`netio`]: batched UDP I/O (io_uring, recvmmsg/sendmmsg, in-memory); the only `unsafe`.
+//! * [`health`]: keepalive probing, state changes, events and the event hook.
+//! * [`admin`], [`control`]: the admin HTTP listener (`/metrics`, `/health`, `POST /RPC`) and
+//!   what its JSON-RPC methods do (reload, add, remove, set_state); [`ctl`] is its client.
 //! * [`config`]: the TOML configuration file (Kamailio names for dispatcher parameters) with
-//!   located errors, and the `check` report.
-//! * [`cli`]: the command line (clap definitions and the `check` command).
+//!   located errors, and the `check` report; [`cli`]: the command line.
+//! * [`daemon`]: wiring — loads the plane, starts workers, the admin listener and probing.
 //!
-//! The proxy (sans-IO message path), the I/O backends and the admin plane are added by later
-//! stages of the project; see `docs/architecture.md`.
+//! `docs/architecture.md` says how a message flows and where state lives.
 
 pub mod admin;
 pub mod cli;
