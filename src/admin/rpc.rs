@@ -397,28 +397,26 @@ fn ok(text: &str) -> Result<String, Fault> {
 }
 
 fn set_state(shared: &Shared, p: &Params<'_>) -> Result<String, Fault> {
-    let (state, set, addr) = (p.str(0)?, group(p, 1)?, p.str(2)?);
-    let bits = parse_rpc_state(state.as_bytes()).map_err(state_fault)?;
-    let target = if addr == "all" {
-        Target::All
-    } else {
-        Target::Uri(addr.as_bytes())
-    };
-    let plane = shared.plane.load();
-    plane
-        .snapshot
-        .set_state(set, target, bits)
-        .map_err(state_fault)?;
-    ok("Ok. Dispatcher state updated.")
+    apply_state(shared, p, |b| Target::Uri(b))
 }
 
 fn set_duid_state(shared: &Shared, p: &Params<'_>) -> Result<String, Fault> {
-    let (state, set, duid) = (p.str(0)?, group(p, 1)?, p.str(2)?);
+    apply_state(shared, p, |b| Target::Duid(b))
+}
+
+/// `set_state` / `set_duid_state`: params (state, group, address-or-duid | `all`); `by` makes
+/// the target from the third parameter.
+fn apply_state(
+    shared: &Shared,
+    p: &Params<'_>,
+    by: for<'b> fn(&'b [u8]) -> Target<'b>,
+) -> Result<String, Fault> {
+    let (state, set, which) = (p.str(0)?, group(p, 1)?, p.str(2)?);
     let bits = parse_rpc_state(state.as_bytes()).map_err(state_fault)?;
-    let target = if duid == "all" {
+    let target = if which == "all" {
         Target::All
     } else {
-        Target::Duid(duid.as_bytes())
+        by(which.as_bytes())
     };
     let plane = shared.plane.load();
     plane

@@ -628,8 +628,11 @@ impl State {
         let Some(local) = self.socket_for(pkt.local, addr) else {
             return Verdict::Dropped(Drop::NoNextHop);
         };
-        let dest = plane.snapshot.destination(pick);
-        let dest_uri = Uri::parse(&dest.uri).ok();
+        // Only the R-URI rewrite needs the destination URI's parts.
+        let dest_uri = match target {
+            Target::Ruri => Uri::parse(&plane.snapshot.destination(pick).uri).ok(),
+            Target::Dst => None,
+        };
         let mut rr = ArrayVec::<u8, 96>::new();
         let mut plan = Plan::new(msg);
         let built = (|| {
