@@ -3,18 +3,27 @@
 //!
 //! ```sh
 //! cargo build --profile bench -p sipdisp-bench --example prof_scan
-//! valgrind --tool=callgrind target/release/examples/prof_scan
+//! valgrind --tool=callgrind target/release/examples/prof_scan [invite|ok] [scans]
 //! ```
 //!
-//! Instructions per scan = total "I refs" / 20,000 (startup is about 0.2 M).
+//! Instructions per scan = total "I refs" / scans (default 20,000; startup is about 0.2 M).
 
-use sipdisp_bench::INVITE;
+use sipdisp_bench::{INVITE, OK_200};
 
 fn main() {
+    let mut args = std::env::args().skip(1);
+    let msg = match args.next().as_deref() {
+        None | Some("invite") => INVITE,
+        Some("ok") => OK_200,
+        Some(other) => panic!("unknown message {other:?}: invite or ok"),
+    };
+    let scans: usize = args
+        .next()
+        .map_or(20_000, |s| s.parse().expect("scan count"));
     let mut n = 0;
     let mut h = sipdisp_parser::Headers::new();
-    for _ in 0..20000 {
-        let m = sipdisp_parser::parse_datagram(std::hint::black_box(INVITE), &mut h).unwrap();
+    for _ in 0..scans {
+        let m = sipdisp_parser::parse_datagram(std::hint::black_box(msg), &mut h).unwrap();
         n += m.call_id().len();
     }
     println!("{n}");

@@ -26,6 +26,7 @@
 mod error;
 mod header;
 mod lex;
+mod lines;
 mod message;
 mod rewrite;
 mod span;

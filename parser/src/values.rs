@@ -336,10 +336,10 @@ fn parse_via(s: &[u8]) -> Result<(Via<'_>, Option<&[u8]>), ValueError> {
         None => start.len(),
     };
     via.value = trim_lws(&start[..consumed]);
-    if let Some(r) = rest {
-        if trim_lws(r).is_empty() {
-            return Err("empty via-parm after comma");
-        }
+    if let Some(r) = rest
+        && trim_lws(r).is_empty()
+    {
+        return Err("empty via-parm after comma");
     }
     Ok((via, rest))
 }

@@ -166,10 +166,10 @@ pub(crate) fn is_from_list(
     mode: u8,
 ) -> Option<SetId> {
     for (pos, set) in snapshot.sets().iter().enumerate() {
-        if let SourceSets::Set(id) = sets {
-            if set.id != id {
-                continue;
-            }
+        if let SourceSets::Set(id) = sets
+            && set.id != id
+        {
+            continue;
         }
         for (i, d) in set.destinations().iter().enumerate() {
             let Some(addr) = addrs.get(pos).and_then(|a| a.get(i)).copied().flatten() else {

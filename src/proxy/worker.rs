@@ -415,14 +415,15 @@ impl State {
                 Err(_) => return self.reply(msg, pkt, 400, "Malformed Via", &[], sink),
             }
         }
-        if method != b"ACK" && method != b"CANCEL" {
-            if let Some(required) = msg.header(b"Proxy-Require") {
-                let mut line = ArrayVec::<u8, 512>::new();
-                let _ = line.try_extend_from_slice(b"Unsupported: ");
-                let _ = line.try_extend_from_slice(&required[..required.len().min(480)]);
-                let _ = line.try_extend_from_slice(b"\r\n");
-                return self.reply(msg, pkt, 420, reply::reason_phrase(420), &[&line], sink);
-            }
+        if method != b"ACK"
+            && method != b"CANCEL"
+            && let Some(required) = msg.header(b"Proxy-Require")
+        {
+            let mut line = ArrayVec::<u8, 512>::new();
+            let _ = line.try_extend_from_slice(b"Unsupported: ");
+            let _ = line.try_extend_from_slice(&required[..required.len().min(480)]);
+            let _ = line.try_extend_from_slice(b"\r\n");
+            return self.reply(msg, pkt, 420, reply::reason_phrase(420), &[&line], sink);
         }
 
         // Loose routing (RFC 3261 §16.4): a first Route naming us is consumed; the next Route,
@@ -458,31 +459,32 @@ impl State {
         // CANCEL and non-2xx ACK follow their INVITE.
         let branch = branch_for(msg, &top);
         let branch_key = stable_hash(&[&branch]);
-        if method == b"CANCEL" || method == b"ACK" {
-            if let Some((pick, addr)) = self.recent.get(branch_key, now) {
-                return self.forward(
-                    plane,
-                    msg,
-                    pkt,
-                    &top,
-                    &branch,
-                    pick,
-                    addr,
-                    Target::Dst,
-                    remove_route,
-                    in_dialog,
-                    sink,
-                );
-            }
+        if (method == b"CANCEL" || method == b"ACK")
+            && let Some((pick, addr)) = self.recent.get(branch_key, now)
+        {
+            return self.forward(
+                plane,
+                msg,
+                pkt,
+                &top,
+                &branch,
+                pick,
+                addr,
+                Target::Dst,
+                remove_route,
+                in_dialog,
+                sink,
+            );
         }
 
         // An in-dialog request without a Route set goes to its Request-URI (the remote target
         // from the dialog's Contact, RFC 3261 §12.2.1.1) when that names another element by
         // IP address: it is the only place the dialog lives, whatever the algorithm.
-        if in_dialog && !self.is_ours(ruri.host, ruri.port) {
-            if let Some(hop) = ip_port(ruri.host, ruri.port) {
-                return self.forward_routed(msg, pkt, &top, Some(hop), remove_route, sink);
-            }
+        if in_dialog
+            && !self.is_ours(ruri.host, ruri.port)
+            && let Some(hop) = ip_port(ruri.host, ruri.port)
+        {
+            return self.forward_routed(msg, pkt, &top, Some(hop), remove_route, sink);
         }
 
         let Some((route_pos, route)) = self.cfg.routes.find(msg, pkt.source, plane) else {
@@ -648,10 +650,10 @@ impl State {
                     std::io::Write::write_fmt(&mut rr, format_args!(":{};lr", s.advertise_port));
                 plan.insert_record_route(&rr)?;
             }
-            if target == Target::Ruri {
-                if let Some(d) = &dest_uri {
-                    plan.set_request_uri_host(msg, d)?;
-                }
+            if target == Target::Ruri
+                && let Some(d) = &dest_uri
+            {
+                plan.set_request_uri_host(msg, d)?;
             }
             Ok::<(), sipdisp_parser::PlanError>(())
         })();

@@ -13,11 +13,11 @@ fn config(datapath: &str, listen: &str, routes: &str) -> String {
 
 /// Runs sipp's built-in uac scenario through sipdisp to two sipp uas; every call completes.
 fn sipp_calls(datapath: &str) {
-    if datapath == "io_uring" {
-        if let Some(why) = sipdisp::netio::io_uring_unavailable() {
-            println!("skipped: io_uring unavailable here: {why}");
-            return;
-        }
+    if datapath == "io_uring"
+        && let Some(why) = sipdisp::netio::io_uring_unavailable()
+    {
+        println!("skipped: io_uring unavailable here: {why}");
+        return;
     }
     require_sipp();
     let (p1, p2) = (free_udp_port(), free_udp_port());

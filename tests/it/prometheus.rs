@@ -86,10 +86,10 @@ fn rule_exprs() -> Vec<String> {
 /// The left-hand side of an alert expression `LHS <op> <number>`.
 fn lhs(expr: &str) -> &str {
     for op in [" == ", " > ", " < ", " >= ", " <= ", " != "] {
-        if let Some((l, r)) = expr.rsplit_once(op) {
-            if r.trim().parse::<f64>().is_ok() {
-                return l;
-            }
+        if let Some((l, r)) = expr.rsplit_once(op)
+            && r.trim().parse::<f64>().is_ok()
+        {
+            return l;
         }
     }
     expr

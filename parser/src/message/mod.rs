@@ -12,7 +12,8 @@ use arrayvec::ArrayVec;
 
 use crate::error::Error;
 use crate::header::{HeaderKind, KIND_COUNT, Method};
-use crate::lex::{eq_ic, find_lf, is_token, is_token_str, is_uric, parse_u32, trim_lws};
+use crate::lex::{eq_ic, find_lf, is_token_str, is_uric, parse_u32, trim_lws};
+use crate::lines::{WINDOW, window};
 use crate::span::Span;
 use crate::uri::Uri;
 use crate::values::{
@@ -225,106 +226,140 @@ fn strip_cr(buf: &[u8], start: usize, line_end: usize) -> usize {
     }
 }
 
-/// The scanning loop: one iteration per physical line, from `p` to the empty line. Returns
-/// the body offset, or `None` when the header section is not terminated yet.
+/// The scanning loop, from `from` to the empty line. Returns the body offset, or `None` when
+/// the header section is not terminated yet.
 ///
-/// A header line is `token *WSP ":" value`; the name is scanned byte by byte through the token
-/// table (names are short, so this beats a `memchr` for the colon and validates at the same
-/// time), the line end is found with `memchr`. A line starting with SP/HTAB continues the
-/// previous header (obsolete folding).
+/// The buffer is read as 64-byte windows of LF and `:` bitmaps (see [`crate::lines`]); each
+/// LF bit ends one line, and the line's first colon comes from the same bitmaps, so finding
+/// the next line never waits for the work on this one. A line's first colon may lie in an
+/// earlier window than its LF: `colon` carries it across. Positions are absolute offsets into
+/// `buf`.
 fn scan_headers(
     buf: &[u8],
     from: usize,
     list: &mut ArrayVec<Header, MAX_HEADERS>,
     first: &mut [u8; KIND_COUNT],
 ) -> Result<Option<usize>, Error> {
-    let mut p = from;
-    while let Some(nl) = find_lf(&buf[p..]) {
-        let line_end = p + nl;
-        let content_end = strip_cr(buf, p, line_end);
-        if content_end == p {
-            return Ok(Some(line_end + 1));
-        }
-        let line = &buf[p..content_end];
-        if line[0] == b' ' || line[0] == b'\t' {
-            let last = list.last_mut().ok_or(Error::HeaderLine { at: p as u32 })?;
-            let more = trim_lws(line);
-            if !more.is_empty() {
-                if last.value.is_empty() {
-                    last.value.start = Span::of(buf, more).start;
+    let mut base = from;
+    let mut line_start = from;
+    // The first `:` of the current line, once seen (or `usize::MAX`).
+    let mut colon = usize::MAX;
+    while base < buf.len() {
+        let (mut lfs, colons) = window(buf, base);
+        while lfs != 0 {
+            let lf = base + lfs.trailing_zeros() as usize;
+            lfs &= lfs - 1;
+            if colon == usize::MAX {
+                // The line started in this window or before (then `lo` is 0); its colon must
+                // precede its LF.
+                let lo = line_start.saturating_sub(base);
+                let before_lf = (1u64 << (lf - base)) - 1;
+                let bits = colons & (u64::MAX << lo) & before_lf;
+                if bits != 0 {
+                    colon = base + bits.trailing_zeros() as usize;
                 }
-                last.value.end = Span::of(buf, more).end;
             }
-            last.line.end = (line_end + 1) as u32;
-        } else {
-            // The name ends at the first `:`, SP or HTAB (found 8 bytes at a time). A name that
-            // classifies as a known header is a token by construction (it equals a fixed name
-            // up to the case of its letters); only unknown names need the per-byte token check.
-            let name_len = find_name_end(line);
-            let kind = HeaderKind::from_name(&line[..name_len]);
-            if kind == HeaderKind::Other && !line[..name_len].iter().all(|&b| is_token(b)) {
-                return Err(Error::HeaderLine { at: p as u32 });
+            if let Some(body) = header_line(buf, line_start, colon, lf, list, first)? {
+                return Ok(Some(body));
             }
-            let mut i = name_len;
-            while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
-                i += 1;
-            }
-            if name_len == 0 || i == line.len() || line[i] != b':' {
-                return Err(Error::HeaderLine { at: p as u32 });
-            }
-            i += 1;
-            while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
-                i += 1;
-            }
-            let mut end = line.len();
-            while end > i && (line[end - 1] == b' ' || line[end - 1] == b'\t') {
-                end -= 1;
-            }
-            let slot = &mut first[kind as usize];
-            if *slot == NONE {
-                *slot = list.len() as u8;
-            } else if matches!(
-                kind,
-                HeaderKind::CallId | HeaderKind::From | HeaderKind::To | HeaderKind::CSeq
-            ) {
-                return Err(Error::Duplicate(kind));
-            }
-            let header = Header {
-                kind,
-                name: Span::new(p, p + name_len),
-                value: Span::new(p + i, p + end),
-                line: Span::new(p, line_end + 1),
-            };
-            list.try_push(header).map_err(|_| Error::TooManyHeaders)?;
+            line_start = lf + 1;
+            colon = usize::MAX;
         }
-        p = line_end + 1;
+        // The current line goes on past this window: remember its first colon.
+        if colon == usize::MAX {
+            let lo = line_start.saturating_sub(base);
+            if lo < WINDOW {
+                let bits = colons & (u64::MAX << lo);
+                if bits != 0 {
+                    colon = base + bits.trailing_zeros() as usize;
+                }
+            }
+        }
+        base += WINDOW;
     }
     Ok(None)
 }
 
-/// Position of the first `:`, SP or HTAB in `line` (or its length), eight bytes at a time:
-/// for each of the three bytes, the classic "has a zero byte" test on `word ^ pattern`; the
-/// lowest flag of each test is exact, so the lowest over the three is the answer.
-#[inline]
-fn find_name_end(line: &[u8]) -> usize {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
-    let mut at = 0;
-    while at + 8 <= line.len() {
-        let w = u64::from_le_bytes(line[at..at + 8].try_into().unwrap_or_default());
-        let m = zero(w ^ (LO * u64::from(b':')))
-            | zero(w ^ (LO * u64::from(b' ')))
-            | zero(w ^ (LO * u64::from(b'\t')));
-        if m != 0 {
-            return at + (m.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
+/// Indexes one line `buf[start..=lf]` whose first colon is at `colon` (`usize::MAX`: none).
+/// Returns the body offset when this is the empty line that ends the header section.
+///
+/// A header line is `token *WSP ":" value`; the name is what precedes the colon with trailing
+/// white space removed. A line starting with SP/HTAB continues the previous header (obsolete
+/// folding, RFC 3261 §7.3.1).
+#[inline(always)]
+fn header_line(
+    buf: &[u8],
+    start: usize,
+    colon: usize,
+    lf: usize,
+    list: &mut ArrayVec<Header, MAX_HEADERS>,
+    first: &mut [u8; KIND_COUNT],
+) -> Result<Option<usize>, Error> {
+    let is_wsp = |b: u8| b == b' ' || b == b'\t';
+    let bad = Error::HeaderLine { at: start as u32 };
+    if lf == start {
+        return Ok(Some(lf + 1));
     }
-    at + line[at..]
-        .iter()
-        .position(|&b| b == b':' || b == b' ' || b == b'\t')
-        .unwrap_or(line.len() - at)
+    let b0 = buf[start];
+    if b0 == b'\r' {
+        return if lf == start + 1 {
+            Ok(Some(lf + 1))
+        } else {
+            Err(bad)
+        };
+    }
+    if is_wsp(b0) {
+        let last = list.last_mut().ok_or(bad)?;
+        let more = trim_lws(&buf[start..strip_cr(buf, start, lf)]);
+        if !more.is_empty() {
+            if last.value.is_empty() {
+                last.value.start = Span::of(buf, more).start;
+            }
+            last.value.end = Span::of(buf, more).end;
+        }
+        last.line.end = (lf + 1) as u32;
+        return Ok(None);
+    }
+    if colon > lf {
+        return Err(bad);
+    }
+    let mut name_end = colon;
+    while name_end > start && is_wsp(buf[name_end - 1]) {
+        name_end -= 1;
+    }
+    let name = &buf[start..name_end];
+    // A name that classifies as a known header is a token by construction (it equals a fixed
+    // name up to the case of its letters); only unknown names need the token check (which
+    // also refuses an empty name).
+    let kind = HeaderKind::from_name(name);
+    if kind == HeaderKind::Other && !is_token_str(name) {
+        return Err(bad);
+    }
+    let mut value_start = colon + 1;
+    let mut value_end = strip_cr(buf, value_start, lf);
+    while value_start < value_end && is_wsp(buf[value_start]) {
+        value_start += 1;
+    }
+    while value_end > value_start && is_wsp(buf[value_end - 1]) {
+        value_end -= 1;
+    }
+    let slot = &mut first[kind as usize];
+    if *slot == NONE {
+        *slot = list.len() as u8;
+    } else if matches!(
+        kind,
+        HeaderKind::CallId | HeaderKind::From | HeaderKind::To | HeaderKind::CSeq
+    ) {
+        return Err(Error::Duplicate(kind));
+    }
+    let header = Header {
+        kind,
+        name: Span::new(start, name_end),
+        value: Span::new(value_start, value_end),
+        line: Span::new(start, lf + 1),
+    };
+    list.try_push(header).map_err(|_| Error::TooManyHeaders)?;
+    Ok(None)
 }
 
 fn parse_version(v: &[u8]) -> Result<(), Error> {
@@ -457,10 +492,10 @@ fn index<'a>(
         });
     }
     let cseq = parse_cseq(get(HeaderKind::CSeq)?).map_err(header_err(HeaderKind::CSeq))?;
-    if let StartLine::Request(r) = &start {
-        if r.method != cseq.method {
-            return Err(Error::CSeqMethodMismatch);
-        }
+    if let StartLine::Request(r) = &start
+        && r.method != cseq.method
+    {
+        return Err(Error::CSeqMethodMismatch);
     }
     // With several Max-Forwards headers the first counts, as in Kamailio.
     let max_forwards = match get(HeaderKind::MaxForwards) {
