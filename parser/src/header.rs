@@ -54,54 +54,25 @@ pub enum HeaderKind {
 impl HeaderKind {
     /// Classifies a header name (case-insensitive, compact forms included). The name must not
     /// contain surrounding white space.
-    #[inline]
+    ///
+    /// Two table lookups and one comparison, without branching on the name: a one-letter
+    /// name indexes the compact-form table; a longer one is hashed by its length and first two
+    /// letters into [`LONG`], whose one candidate is then compared up to case.
+    #[inline(always)]
     pub fn from_name(name: &[u8]) -> HeaderKind {
-        use HeaderKind::*;
-        let Some(&first) = name.first() else {
-            return Other;
-        };
-        // ASCII letters only differ in bit 0x20 between cases; no other byte that can start
-        // a token maps onto a lower-case letter this way.
-        let f = first | 0x20;
-        if name.len() == 1 {
-            return match f {
-                b'i' => CallId,
-                b'f' => From,
-                b't' => To,
-                b'v' => Via,
-                b'l' => ContentLength,
-                b'm' => Contact,
-                b'c' => ContentType,
-                b'k' => Supported,
-                b's' => Subject,
-                b'e' => ContentEncoding,
-                _ => Other,
-            };
-        }
-        // (length, first letter) leaves at most one candidate, checked with one comparison.
-        let (candidate, kind): (&[u8], HeaderKind) = match (name.len(), f) {
-            (2, b't') => (b"to", To),
-            (3, b'v') => (b"via", Via),
-            (4, b'f') => (b"from", From),
-            (4, b'c') => (b"cseq", CSeq),
-            (5, b'r') => (b"route", Route),
-            (7, b'c') if name[1] | 0x20 == b'a' => (b"call-id", CallId),
-            (7, b'c') => (b"contact", Contact),
-            (7, b's') => (b"subject", Subject),
-            (9, b's') => (b"supported", Supported),
-            (12, b'm') => (b"max-forwards", MaxForwards),
-            (12, b'r') => (b"record-route", RecordRoute),
-            (12, b'c') => (b"content-type", ContentType),
-            (13, b'a') => (b"authorization", Authorization),
-            (14, b'c') => (b"content-length", ContentLength),
-            (16, b'c') => (b"content-encoding", ContentEncoding),
-            (19, b'p') => (b"proxy-authorization", ProxyAuthorization),
-            _ => return Other,
-        };
-        if eq_folded(name, candidate) {
-            kind
-        } else {
-            Other
+        match name {
+            [] => HeaderKind::Other,
+            // ASCII letters only differ in bit 0x20 between cases; no other byte that can
+            // start a token maps onto a lower-case letter this way.
+            [c] => COMPACT[usize::from(c | 0x20)],
+            [a, b, ..] => {
+                let (candidate, kind) = LONG[long_slot(name.len(), *a, *b)];
+                if eq_folded(name, candidate) {
+                    kind
+                } else {
+                    HeaderKind::Other
+                }
+            }
         }
     }
 
@@ -129,6 +100,64 @@ impl HeaderKind {
         })
     }
 }
+
+/// Compact forms (RFC 3261 §7.3.3 and later RFCs), indexed by the lower-cased letter.
+static COMPACT: [HeaderKind; 256] = {
+    let mut t = [HeaderKind::Other; 256];
+    t[b'i' as usize] = HeaderKind::CallId;
+    t[b'f' as usize] = HeaderKind::From;
+    t[b't' as usize] = HeaderKind::To;
+    t[b'v' as usize] = HeaderKind::Via;
+    t[b'l' as usize] = HeaderKind::ContentLength;
+    t[b'm' as usize] = HeaderKind::Contact;
+    t[b'c' as usize] = HeaderKind::ContentType;
+    t[b'k' as usize] = HeaderKind::Supported;
+    t[b's' as usize] = HeaderKind::Subject;
+    t[b'e' as usize] = HeaderKind::ContentEncoding;
+    t
+};
+
+/// The long names, lower case.
+const LONG_NAMES: [(&[u8], HeaderKind); 16] = [
+    (b"to", HeaderKind::To),
+    (b"via", HeaderKind::Via),
+    (b"from", HeaderKind::From),
+    (b"cseq", HeaderKind::CSeq),
+    (b"route", HeaderKind::Route),
+    (b"call-id", HeaderKind::CallId),
+    (b"contact", HeaderKind::Contact),
+    (b"subject", HeaderKind::Subject),
+    (b"supported", HeaderKind::Supported),
+    (b"max-forwards", HeaderKind::MaxForwards),
+    (b"record-route", HeaderKind::RecordRoute),
+    (b"content-type", HeaderKind::ContentType),
+    (b"authorization", HeaderKind::Authorization),
+    (b"content-length", HeaderKind::ContentLength),
+    (b"content-encoding", HeaderKind::ContentEncoding),
+    (b"proxy-authorization", HeaderKind::ProxyAuthorization),
+];
+
+/// Slot of a name of `len` bytes starting with `a`, `b` in [`LONG`]. Bit 0x20 is forced on
+/// so that case does not matter; the table build checks that no two names share a slot.
+#[inline(always)]
+const fn long_slot(len: usize, a: u8, b: u8) -> usize {
+    (len ^ ((a | 0x20) as usize * 12) ^ ((b | 0x20) as usize * 2)) & 31
+}
+
+/// Perfect hash table of [`LONG_NAMES`]; an empty slot holds `""`, which no name of two or
+/// more bytes equals.
+static LONG: [(&[u8], HeaderKind); 32] = {
+    let mut t: [(&[u8], HeaderKind); 32] = [(b"", HeaderKind::Other); 32];
+    let mut i = 0;
+    while i < LONG_NAMES.len() {
+        let (name, kind) = LONG_NAMES[i];
+        let slot = long_slot(name.len(), name[0], name[1]);
+        assert!(t[slot].0.is_empty(), "two header names share a slot of LONG");
+        t[slot] = (name, kind);
+        i += 1;
+    }
+    t
+};
 
 /// Whether `name` equals `lower` (lower-case letters and `-`) up to the case of its letters:
 /// a few fixed-size word loads instead of a byte loop. Only where `lower` has a letter is bit
