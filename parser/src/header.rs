@@ -152,7 +152,10 @@ static LONG: [(&[u8], HeaderKind); 32] = {
     while i < LONG_NAMES.len() {
         let (name, kind) = LONG_NAMES[i];
         let slot = long_slot(name.len(), name[0], name[1]);
-        assert!(t[slot].0.is_empty(), "two header names share a slot of LONG");
+        assert!(
+            t[slot].0.is_empty(),
+            "two header names share a slot of LONG"
+        );
         t[slot] = (name, kind);
         i += 1;
     }

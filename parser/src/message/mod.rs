@@ -12,7 +12,7 @@ use arrayvec::ArrayVec;
 
 use crate::error::Error;
 use crate::header::{HeaderKind, KIND_COUNT, Method};
-use crate::lex::{eq_ic, find_lf, is_token_str, is_uric, parse_u32, trim_lws};
+use crate::lex::{eq_ic, find_lf, is_token, is_token_str, is_uric, parse_u32, trim_lws};
 use crate::lines::{WINDOW, window};
 use crate::span::Span;
 use crate::uri::Uri;
@@ -190,7 +190,11 @@ pub fn parse<'a>(buf: &'a [u8], headers: &'a mut Headers) -> Result<Status<Messa
         return Ok(Status::Partial);
     };
     let start_line_end = lead + nl + 1;
-    let start = parse_start_line(buf, lead, strip_cr(buf, lead, lead + nl))?;
+    let line_end = strip_cr(buf, lead, lead + nl);
+    let start = match common_start_line(buf, lead, line_end) {
+        Some(start) => start,
+        None => parse_start_line(buf, lead, line_end)?,
+    };
     let mut first = [NONE; KIND_COUNT];
     let Some(body_start) = scan_headers(buf, start_line_end, &mut headers.list, &mut first)? else {
         return Ok(Status::Partial);
@@ -362,6 +366,66 @@ fn header_line(
     Ok(None)
 }
 
+/// Whether `v` is `SIP/2.0` (the letters in any case), with two word comparisons.
+#[inline(always)]
+fn is_sip_2_0(v: &[u8]) -> bool {
+    match v {
+        [a, b, c, d, e, f, g] => {
+            // Bit 0x20 forced on the three letters only: exact for letters, and no other byte
+            // maps onto one.
+            u32::from_le_bytes([*a, *b, *c, *d]) | 0x0020_2020 == u32::from_le_bytes(*b"sip/")
+                && [*e, *f, *g] == *b"2.0"
+        }
+        _ => false,
+    }
+}
+
+/// The start line in the forms nearly every message uses (`SIP/2.0 200 OK`, `INVITE
+/// sip:… SIP/2.0`), checked in one pass with no searching; `None` sends anything else to
+/// [`parse_start_line`], which accepts exactly the same lines and names what is wrong with
+/// the others.
+#[inline(always)]
+fn common_start_line(buf: &[u8], start: usize, end: usize) -> Option<StartLine<'_>> {
+    let line = buf.get(start..end)?;
+    if line.len() >= 12 && is_sip_2_0(&line[..7]) {
+        let [b' ', d0, d1, d2, b' '] = line[7..12] else {
+            return None;
+        };
+        if !(d0.is_ascii_digit() && d1.is_ascii_digit() && d2.is_ascii_digit()) {
+            return None;
+        }
+        let code = u16::from(d0 - b'0') * 100 + u16::from(d1 - b'0') * 10 + u16::from(d2 - b'0');
+        let reason = &line[12..];
+        if !(100..=699).contains(&code) || reason.iter().any(|&b| b < 0x20 && b != b'\t') {
+            return None;
+        }
+        return Some(StartLine::Response(StatusLine { code, reason }));
+    }
+    let method_len = line.iter().position(|&b| !is_token(b))?;
+    if method_len == 0 || line[method_len] != b' ' {
+        return None;
+    }
+    let uri_start = method_len + 1;
+    let uri_len = line[uri_start..].iter().position(|&b| !is_uric(b))?;
+    let uri_end = uri_start + uri_len;
+    if line[uri_end] != b' ' || !is_sip_2_0(&line[uri_end + 1..]) {
+        return None;
+    }
+    let uri_bytes = &line[uri_start..uri_end];
+    // Scheme: a letter, then URI characters up to a `:` that is not the last byte.
+    let colon = uri_bytes.iter().position(|&b| b == b':')?;
+    if colon == 0 || colon + 1 == uri_bytes.len() || !uri_bytes[0].is_ascii_alphabetic() {
+        return None;
+    }
+    let method = &line[..method_len];
+    Some(StartLine::Request(RequestLine {
+        method,
+        method_kind: Method::from_bytes(method),
+        uri_bytes,
+        uri_span: Span::new(start + uri_start, start + uri_end),
+    }))
+}
+
 fn parse_version(v: &[u8]) -> Result<(), Error> {
     if eq_ic(v, b"SIP/2.0") {
         return Ok(());
@@ -491,7 +555,11 @@ fn index<'a>(
             what: "empty value",
         });
     }
-    let cseq = parse_cseq(get(HeaderKind::CSeq)?).map_err(header_err(HeaderKind::CSeq))?;
+    let cseq_value = get(HeaderKind::CSeq)?;
+    let cseq = match common_cseq(cseq_value) {
+        Some(cseq) => cseq,
+        None => parse_cseq(cseq_value).map_err(header_err(HeaderKind::CSeq))?,
+    };
     if let StartLine::Request(r) = &start
         && r.method != cseq.method
     {
@@ -517,6 +585,24 @@ fn index<'a>(
         max_forwards,
         content_length,
     })
+}
+
+/// CSeq in its usual form, `1*9DIGIT SP token` (nine digits stay below 2^31); `None` sends
+/// anything else to `parse_cseq`, which gives the same answer for these values.
+#[inline(always)]
+fn common_cseq(v: &[u8]) -> Option<CSeq<'_>> {
+    let digits = v.iter().position(|b| !b.is_ascii_digit())?;
+    if digits == 0 || digits > 9 || v[digits] != b' ' {
+        return None;
+    }
+    let method = &v[digits + 1..];
+    if !is_token_str(method) {
+        return None;
+    }
+    let seq = v[..digits]
+        .iter()
+        .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+    Some(CSeq { seq, method })
 }
 
 fn parse_content_length(v: &[u8]) -> Result<u32, Error> {
