@@ -339,8 +339,11 @@ fn header_line(
     if kind == HeaderKind::Other && !is_token_str(name) {
         return Err(bad);
     }
-    let mut value_start = colon + 1;
-    let mut value_end = strip_cr(buf, value_start, lf);
+    // The usual `: value\r\n` costs no loop iteration: one SP is skipped without a branch,
+    // the loops below only run for more white space.
+    let mut value_end = strip_cr(buf, colon + 1, lf);
+    let mut value_start =
+        (colon + 1 + usize::from(buf.get(colon + 1) == Some(&b' '))).min(value_end);
     while value_start < value_end && is_wsp(buf[value_start]) {
         value_start += 1;
     }
