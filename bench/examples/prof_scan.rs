@@ -3,12 +3,15 @@
 //!
 //! ```sh
 //! cargo build --profile bench -p sipdisp-bench --example prof_scan
-//! valgrind --tool=callgrind target/release/examples/prof_scan [invite|ok] [scans]
+//! valgrind --tool=callgrind target/release/examples/prof_scan [invite|ok] [scans] [scan|plan|validate]
 //! ```
 //!
 //! Instructions per scan = total "I refs" / scans (default 20,000; startup is about 0.2 M).
+//! `plan` adds the forwarding rewrite plan of `bench/benches/scan.rs`, `validate` adds
+//! `Message::validate`.
 
 use sipdisp_bench::{INVITE, OK_200};
+use sipdisp_parser::{Plan, Uri};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -20,11 +23,34 @@ fn main() {
     let scans: usize = args
         .next()
         .map_or(20_000, |s| s.parse().expect("scan count"));
+    let what = args.next().unwrap_or_else(|| "scan".into());
+    let dest = Uri::parse(b"sip:203.0.113.5:5060;transport=udp").unwrap();
     let mut n = 0;
     let mut h = sipdisp_parser::Headers::new();
     for _ in 0..scans {
         let m = sipdisp_parser::parse_datagram(std::hint::black_box(msg), &mut h).unwrap();
-        n += m.call_id().len();
+        n += match what.as_str() {
+            "scan" => m.call_id().len(),
+            "validate" => m.validate().map(|()| m.len()).unwrap(),
+            "plan" => {
+                let mut plan = Plan::new(&m);
+                if m.request().is_some() {
+                    plan.insert_via(
+                        b"UDP",
+                        b"192.0.2.10",
+                        Some(5060),
+                        b"z9hG4bK-sd-3f2a9c41e0b7d5a2",
+                        true,
+                    )
+                    .unwrap();
+                    plan.set_request_uri_host(&m, &dest).unwrap();
+                } else {
+                    plan.remove_top_via(&m).unwrap();
+                }
+                plan.io_slices().len()
+            }
+            other => panic!("unknown mode {other:?}: scan, plan or validate"),
+        };
     }
     println!("{n}");
 }

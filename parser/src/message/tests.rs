@@ -347,3 +347,114 @@ fn every_route_value_is_validated() {
     let bad = "OPTIONS sip:h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nRoute: <sip:p1;lr>\r\nRoute: \"open <sip:p2;lr>\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:h>\r\nCall-ID: r\r\nCSeq: 1 OPTIONS\r\n\r\n";
     assert!(scan(bad.as_bytes()).unwrap().validate().is_err());
 }
+
+/// A deterministic xorshift generator for the randomized equivalence tests below.
+fn rng(mut s: u64) -> impl FnMut() -> u64 {
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
+/// Random bytes drawn mostly from `parts`, with the odd arbitrary byte.
+fn pick(rnd: &mut impl FnMut() -> u64, parts: &[&[u8]], out: &mut Vec<u8>) {
+    if rnd() % 16 == 0 {
+        out.push(rnd() as u8);
+    } else {
+        out.extend_from_slice(parts[(rnd() % parts.len() as u64) as usize]);
+    }
+}
+
+#[test]
+fn start_line_fast_path_agrees_with_the_general_parser() {
+    let mut rnd = rng(0x2545_f491_4f6c_dd1d);
+    let versions: &[&[u8]] = &[
+        b"SIP/2.0",
+        b"sip/2.0",
+        b"SiP/2.0",
+        b"SIP/2.1",
+        b"SIP/20",
+        b"SIP/2.0 ",
+    ];
+    let spaces: &[&[u8]] = &[b" ", b" ", b" ", b"  ", b"\t", b""];
+    let codes: &[&[u8]] = &[
+        b"200", b"100", b"699", b"099", b"700", b"1000", b"20", b"2x0",
+    ];
+    let reasons: &[&[u8]] = &[b"OK", b"", b"Session Progress", b"\x01", b"\t", b"\xc3\xa9"];
+    let methods: &[&[u8]] = &[b"INVITE", b"ACK", b"REGISTER", b"inv@te", b"", b"X-Y.Z"];
+    let uris: &[&[u8]] = &[
+        b"sip:bob@h",
+        b"tel:+1",
+        b"sip:",
+        b":x",
+        b"1sip:a",
+        b"sip:a<b",
+        b"sip:a;lr",
+        b"s:%41",
+        b"sip:\xc3\xa9",
+        b"",
+    ];
+    let mut agreed = 0;
+    for _ in 0..200_000 {
+        let mut line = Vec::new();
+        let parts: [&[&[u8]]; 5] = if rnd() % 2 == 0 {
+            [versions, spaces, codes, spaces, reasons]
+        } else {
+            [methods, spaces, uris, spaces, versions]
+        };
+        for part in parts {
+            pick(&mut rnd, part, &mut line);
+        }
+        if let Some(fast) = common_start_line(&line, 0, line.len()) {
+            assert_eq!(
+                Ok(fast),
+                parse_start_line(&line, 0, line.len()),
+                "{:?}",
+                String::from_utf8_lossy(&line)
+            );
+            agreed += 1;
+        }
+    }
+    // The generator must reach the fast path often enough for this test to mean something.
+    assert!(agreed > 5_000, "only {agreed} lines took the fast path");
+}
+
+#[test]
+fn cseq_fast_path_agrees_with_the_general_parser() {
+    let mut rnd = rng(0x9e37_79b9_7f4a_7c15);
+    let pieces: &[&[u8]] = &[
+        b"1",
+        b"0",
+        b"99999",
+        b"2147483647",
+        b"2147483648",
+        b"000000001",
+        b" ",
+        b"\t",
+        b"INVITE",
+        b"BYE",
+        b"@",
+        b"\r\n ",
+        b"-",
+    ];
+    let mut agreed = 0;
+    for _ in 0..200_000 {
+        // Mostly number, white space, method: the shape the fast path takes.
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            pick(&mut rnd, pieces, &mut v);
+        }
+        if let Some(fast) = common_cseq(&v) {
+            assert_eq!(
+                Ok(fast),
+                crate::values::parse_cseq(&v),
+                "{:?}",
+                String::from_utf8_lossy(&v)
+            );
+            agreed += 1;
+        }
+    }
+    assert!(agreed > 2_000, "only {agreed} values took the fast path");
+}
