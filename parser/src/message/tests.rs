@@ -360,7 +360,7 @@ fn rng(mut s: u64) -> impl FnMut() -> u64 {
 
 /// Random bytes drawn mostly from `parts`, with the odd arbitrary byte.
 fn pick(rnd: &mut impl FnMut() -> u64, parts: &[&[u8]], out: &mut Vec<u8>) {
-    if rnd() % 16 == 0 {
+    if rnd().is_multiple_of(16) {
         out.push(rnd() as u8);
     } else {
         out.extend_from_slice(parts[(rnd() % parts.len() as u64) as usize]);
@@ -399,7 +399,7 @@ fn start_line_fast_path_agrees_with_the_general_parser() {
     let mut agreed = 0;
     for _ in 0..200_000 {
         let mut line = Vec::new();
-        let parts: [&[&[u8]]; 5] = if rnd() % 2 == 0 {
+        let parts: [&[&[u8]]; 5] = if rnd().is_multiple_of(2) {
             [versions, spaces, codes, spaces, reasons]
         } else {
             [methods, spaces, uris, spaces, versions]
