@@ -16,6 +16,8 @@ const HOST: u8 = 4;
 /// parts are common in the field even though RFC 3261 wants them escaped; Kamailio accepts
 /// them, and a load balancer must route what its peers route).
 const URIC: u8 = 8;
+/// Bit 4: characters of an unquoted `generic-param` value: token, host, or `[ ] :` (IPv6).
+const PARAM: u8 = 16;
 
 const fn build() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -39,6 +41,9 @@ const fn build() -> [u8; 256] {
         }
         if b > 0x20 && b != 0x7f && !matches!(b, b'<' | b'>' | b'"') {
             v |= URIC;
+        }
+        if v & (TOKEN | HOST) != 0 || matches!(b, b'[' | b']' | b':') {
+            v |= PARAM;
         }
         t[c] = v;
         c += 1;
@@ -70,6 +75,41 @@ pub(crate) fn is_host(b: u8) -> bool {
 #[inline]
 pub(crate) fn is_uric(b: u8) -> bool {
     CLASS[b as usize] & URIC != 0
+}
+
+/// Whether `b` may appear in an unquoted parameter value (token, host or IPv6 characters).
+#[inline]
+pub(crate) fn is_param_char(b: u8) -> bool {
+    CLASS[b as usize] & PARAM != 0
+}
+
+/// Position of the first byte of `s` that is one of `needles`, eight bytes at a time (the
+/// "has a zero byte" test of [`find_lf`] for each needle; the lowest flag over all of them is
+/// exact). For the short searches of value parsers, where `memchr`'s dispatch costs more than
+/// the search.
+#[inline(always)]
+pub(crate) fn find_any<const N: usize>(s: &[u8], needles: [u8; N]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let mut found = 0;
+        for n in needles {
+            let v = w ^ (LO * u64::from(n));
+            found |= v.wrapping_sub(LO) & !v & HI;
+        }
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|b| needles.contains(b))
+        .map(|p| at + p)
 }
 
 /// Position of the first LF in `s`.
@@ -111,7 +151,7 @@ pub(crate) fn is_token_str(s: &[u8]) -> bool {
 /// Skips leading linear white space (including folded line breaks).
 #[inline]
 pub(crate) fn skip_lws(s: &[u8]) -> &[u8] {
-    let n = s.iter().take_while(|&&b| is_lws(b)).count();
+    let n = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
     &s[n..]
 }
 
@@ -126,7 +166,7 @@ pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
 /// Splits a leading token off `s`; returns `(token, rest)` (the token may be empty).
 #[inline]
 pub(crate) fn take_token(s: &[u8]) -> (&[u8], &[u8]) {
-    let n = s.iter().take_while(|&&b| is_token(b)).count();
+    let n = s.iter().position(|&b| !is_token(b)).unwrap_or(s.len());
     s.split_at(n)
 }
 
@@ -184,6 +224,13 @@ mod tests {
         assert!(is_token(b'a') && is_token(b'~') && is_token(b'%'));
         assert!(!is_token(b':') && !is_token(b' ') && !is_token(b'@') && !is_token(0x80));
         assert!(is_lws(b'\r') && is_lws(b'\t') && !is_lws(b'a'));
+        for b in 0..=255u8 {
+            assert_eq!(
+                is_param_char(b),
+                is_token(b) || is_host(b) || matches!(b, b'[' | b']' | b':'),
+                "{b}"
+            );
+        }
         assert!(
             is_uric(b'@') && is_uric(b';') && is_uric(0xc3) && !is_uric(b' ') && !is_uric(b'<')
         );
@@ -212,6 +259,18 @@ mod tests {
         }
         let all: Vec<u8> = (0..=255u8).filter(|&b| b != b'\n').collect();
         assert_eq!(find_lf(&all), None);
+    }
+
+    #[test]
+    fn any_of_several_bytes() {
+        let hay = b"branch=z9hG4bK-1;rport;received=192.0.2.1,SIP/2.0/UDP \"<x>\"";
+        for start in 0..hay.len() {
+            let s = &hay[start..];
+            let want = s.iter().position(|b| b",\"<".contains(b));
+            assert_eq!(find_any(s, [b',', b'"', b'<']), want, "from {start}");
+            assert_eq!(find_any(s, [b'>']), s.iter().position(|&b| b == b'>'));
+        }
+        assert_eq!(find_any(b"", [b',']), None);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 
 use crate::error::UriError;
 use crate::lex::{
-    eq_ic, is_host, is_lws, is_token, parse_u32, skip_lws, take_quoted, take_token, trim_lws,
+    eq_ic, find_any, is_host, is_lws, is_param_char, is_token, parse_u32, skip_lws, take_quoted,
+    take_token, trim_lws,
 };
 use crate::uri::Uri;
 
@@ -146,12 +147,7 @@ impl<'a> Iterator for GenericParams<'a> {
                         }
                     }
                 } else {
-                    let n = v
-                        .iter()
-                        .take_while(|&&b| {
-                            is_token(b) || is_host(b) || matches!(b, b'[' | b']' | b':')
-                        })
-                        .count();
+                    let n = v.iter().position(|&b| !is_param_char(b)).unwrap_or(v.len());
                     v.split_at(n)
                 };
                 if val.is_empty() {
@@ -242,16 +238,19 @@ fn parse_via(s: &[u8]) -> Result<(Via<'_>, Option<&[u8]>), ValueError> {
     if start.is_empty() {
         return Err("empty value");
     }
-    let (name, s) = take_token(start);
-    if !eq_ic(name, b"SIP") {
-        return Err("protocol name is not SIP");
-    }
-    let s = slash(s)?;
-    let (version, s) = take_token(s);
-    if version != b"2.0" {
-        return Err("protocol version is not 2.0");
-    }
-    let s = slash(s)?;
+    let s = match start.get(..8) {
+        // `SIP/2.0/` as written nearly always: one word comparison (bit 0x20 forced on the
+        // three letters only, which is exact for letters). White space after the last slash
+        // is left to the general form.
+        Some(p)
+            if u64::from_le_bytes(p.try_into().unwrap_or_default()) | 0x0020_2020
+                == u64::from_le_bytes(*b"sip/2.0/")
+                && !start.get(8).is_some_and(|&b| is_lws(b)) =>
+        {
+            &start[8..]
+        }
+        _ => sent_protocol(start)?,
+    };
     let (transport, s) = take_token(s);
     if transport.is_empty() {
         return Err("missing transport");
@@ -344,6 +343,21 @@ fn parse_via(s: &[u8]) -> Result<(Via<'_>, Option<&[u8]>), ValueError> {
     Ok((via, rest))
 }
 
+/// `"SIP" SWS "/" SWS "2.0" SWS "/" SWS` in its general form (white space around the
+/// slashes); returns what follows.
+fn sent_protocol(start: &[u8]) -> Result<&[u8], ValueError> {
+    let (name, s) = take_token(start);
+    if !eq_ic(name, b"SIP") {
+        return Err("protocol name is not SIP");
+    }
+    let s = slash(s)?;
+    let (version, s) = take_token(s);
+    if version != b"2.0" {
+        return Err("protocol version is not 2.0");
+    }
+    slash(s)
+}
+
 /// `SWS "/" SWS`.
 fn slash(s: &[u8]) -> Result<&[u8], ValueError> {
     skip_lws(s)
@@ -354,7 +368,11 @@ fn slash(s: &[u8]) -> Result<&[u8], ValueError> {
 
 /// Position of the first comma outside quoted strings and angle brackets in `s` (or its length).
 pub(crate) fn list_end(s: &[u8]) -> Result<usize, ValueError> {
-    let mut i = 0;
+    // Nearly every value has none of the three: one quick search settles it; otherwise the
+    // walk below starts at the first of them.
+    let Some(mut i) = find_any(s, [b',', b'"', b'<']) else {
+        return Ok(s.len());
+    };
     let mut in_angle = false;
     while i < s.len() {
         match s[i] {
