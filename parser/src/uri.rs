@@ -7,7 +7,7 @@
 //! opaque part, so a proxy can still forward it or answer `416`.
 
 use crate::error::UriError;
-use crate::lex::{eq_ic, is_host, is_uric};
+use crate::lex::{eq_ic, find_any, is_host, is_uric};
 
 /// A URI scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,10 +70,14 @@ impl<'a> Uri<'a> {
         if raw.iter().any(|&b| !is_uric(b)) {
             return Err(UriError::Character);
         }
-        let colon = raw
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(UriError::Scheme)?;
+        Uri::parse_uric(raw)
+    }
+
+    /// [`Uri::parse`] for bytes already known to be URI characters (the scanner checks the
+    /// Request-URI's while it reads the request line). Other bytes do not make it panic; they
+    /// are just not refused.
+    pub(crate) fn parse_uric(raw: &'a [u8]) -> Result<Uri<'a>, UriError> {
+        let colon = find_any(raw, [b':']).ok_or(UriError::Scheme)?;
         let (scheme_name, rest) = (&raw[..colon], &raw[colon + 1..]);
         let scheme = if eq_ic(scheme_name, b"sip") {
             Scheme::Sip
@@ -121,7 +125,7 @@ impl<'a> Uri<'a> {
     }
 
     fn parse_sip(&mut self, rest: &'a [u8]) -> Result<(), UriError> {
-        let hostpart = match rest.iter().position(|&b| b == b'@') {
+        let hostpart = match find_any(rest, [b'@']) {
             Some(at) => {
                 let (user, password) = split_once(&rest[..at], b':');
                 if user.is_empty() {
@@ -222,7 +226,7 @@ fn is_scheme(s: &[u8]) -> bool {
 
 /// Splits at the first `sep`: `(before, Some(after))`, or `(all, None)`.
 fn split_once(s: &[u8], sep: u8) -> (&[u8], Option<&[u8]>) {
-    match s.iter().position(|&b| b == sep) {
+    match find_any(s, [sep]) {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
     }

@@ -82,9 +82,11 @@ pub struct RequestLine<'a> {
 
 impl<'a> RequestLine<'a> {
     /// The Request-URI, parsed. A URI with a `?headers` part is refused (RFC 3261 §19.1.1:
-    /// headers are not allowed in a Request-URI; RFC 4475 §3.1.2.11).
+    /// headers are not allowed in a Request-URI; RFC 4475 §3.1.2.11). The characters are not
+    /// checked again: the scan did (a hand-made `RequestLine` gets no such check).
     pub fn uri(&self) -> Result<Uri<'a>, Error> {
-        let uri = Uri::parse(self.uri_bytes).map_err(Error::RequestUri)?;
+        // The scan checked that every byte is a URI character.
+        let uri = Uri::parse_uric(self.uri_bytes).map_err(Error::RequestUri)?;
         if uri.headers.is_some() {
             return Err(Error::RequestUri(crate::UriError::HeadersNotAllowed));
         }
