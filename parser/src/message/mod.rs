@@ -1,12 +1,13 @@
 //! The scanner: one pass over a message that indexes its start line and header lines, then
 //! parses the values routing needs.
 //!
-//! The loop at the heart of [`parse`] finds each line end with `memchr` and the name/value
-//! separator with a second `memchr` inside the line; a line that starts with SP or HTAB
-//! continues the previous header (obsolete line folding, RFC 3261 §7.3.1). Everything it
+//! The start line is read first (a one-pass fast path for the usual forms, the general parser
+//! for the rest). Header lines come from the LF and `:` bitmaps of [`crate::lines`]: each LF
+//! bit ends a line, the first colon bit before it ends the name; a line that starts with SP or
+//! HTAB continues the previous header (obsolete line folding, RFC 3261 §7.3.1). Everything it
 //! records is a byte range; nothing is copied. A second, short pass over the index parses the
-//! handful of recognised headers (Call-ID, From, To, CSeq, Via, Max-Forwards, Content-Length)
-//! so that a message with a malformed routing header is rejected before any routing decision.
+//! handful of recognised headers (Call-ID, CSeq, Max-Forwards, Content-Length) so that a
+//! message with a malformed routing header is rejected before any routing decision.
 
 use arrayvec::ArrayVec;
 
