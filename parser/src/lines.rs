@@ -11,7 +11,9 @@
 //! `safe_arch`'s safe wrappers of the compare and move-mask instructions, so this crate stays
 //! free of `unsafe`. Elsewhere a portable version computes the same bits eight bytes at a time
 //! (exact zero-byte detection, then a multiply that gathers one bit per byte); a unit test
-//! checks both against a byte-by-byte reference.
+//! checks both against a byte-by-byte reference. The portable version costs about three
+//! instructions a byte, more than a line-by-line search would; a NEON version for aarch64
+//! (`vceqq_u8` and a narrowing shift instead of the move-mask) is the obvious next step there.
 
 /// Width of one window, in bytes (one bit per byte in a `u64`).
 pub(crate) const WINDOW: usize = 64;
