@@ -8,8 +8,8 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
-use sipdisp_bench::{INVITE, OK_200};
-use sipdisp_parser::{Headers, Plan, Uri, parse_datagram};
+use sipdisp_bench::{INVITE, OK_200, plan_forward};
+use sipdisp_parser::{Headers, Uri, parse_datagram};
 
 fn check_answers() {
     let mut h = Headers::new();
@@ -35,30 +35,6 @@ fn check_answers() {
     );
 }
 
-fn plan_request(h: &mut Headers, dest: &Uri<'_>) -> usize {
-    let m = parse_datagram(black_box(INVITE), h).unwrap();
-    let mut plan = Plan::new(&m);
-    plan.insert_via(
-        b"UDP",
-        b"192.0.2.10",
-        Some(5060),
-        b"z9hG4bK-sd-3f2a9c41e0b7d5a2",
-        true,
-    )
-    .unwrap();
-    plan.set_max_forwards(&m, m.max_forwards().unwrap_or(70).saturating_sub(1))
-        .unwrap();
-    plan.set_request_uri_host(&m, dest).unwrap();
-    plan.io_slices().len()
-}
-
-fn plan_response(h: &mut Headers) -> usize {
-    let m = parse_datagram(black_box(OK_200), h).unwrap();
-    let mut plan = Plan::new(&m);
-    plan.remove_top_via(&m).unwrap();
-    plan.io_slices().len()
-}
-
 fn bench(c: &mut Criterion) {
     check_answers();
     let dest = Uri::parse(b"sip:203.0.113.5:5060;transport=udp").unwrap();
@@ -82,13 +58,9 @@ fn bench(c: &mut Criterion) {
                 m.len()
             })
         });
-        if msg == INVITE {
-            g.bench_function("sipdisp_scan_plan", |b| {
-                b.iter(|| plan_request(&mut h, &dest))
-            });
-        } else {
-            g.bench_function("sipdisp_scan_plan", |b| b.iter(|| plan_response(&mut h)));
-        }
+        g.bench_function("sipdisp_scan_plan", |b| {
+            b.iter(|| plan_forward(&parse_datagram(black_box(msg), &mut h).unwrap(), &dest))
+        });
         g.bench_function("rsip_parse", |b| {
             b.iter_batched(
                 || msg,

@@ -10,8 +10,8 @@
 //! `plan` adds the forwarding rewrite plan of `bench/benches/scan.rs`, `validate` adds
 //! `Message::validate`.
 
-use sipdisp_bench::{INVITE, OK_200};
-use sipdisp_parser::{Plan, Uri};
+use sipdisp_bench::{INVITE, OK_200, plan_forward};
+use sipdisp_parser::Uri;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -32,23 +32,7 @@ fn main() {
         n += match what.as_str() {
             "scan" => m.call_id().len(),
             "validate" => m.validate().map(|()| m.len()).unwrap(),
-            "plan" => {
-                let mut plan = Plan::new(&m);
-                if m.request().is_some() {
-                    plan.insert_via(
-                        b"UDP",
-                        b"192.0.2.10",
-                        Some(5060),
-                        b"z9hG4bK-sd-3f2a9c41e0b7d5a2",
-                        true,
-                    )
-                    .unwrap();
-                    plan.set_request_uri_host(&m, &dest).unwrap();
-                } else {
-                    plan.remove_top_via(&m).unwrap();
-                }
-                plan.io_slices().len()
-            }
+            "plan" => plan_forward(&m, &dest),
             other => panic!("unknown mode {other:?}: scan, plan or validate"),
         };
     }

@@ -51,3 +51,29 @@ t=0 0\r\n\
 m=audio 30000 RTP/AVP 0 101\r\n\
 a=rtpmap:0 PCMU/8000\r\n\
 a=sendrecv\r\n";
+
+/// The forwarding rewrite every scanner benchmark measures, on an already scanned message: a
+/// request gets a new top Via, Max-Forwards decremented and its Request-URI host rewritten to
+/// `dest`; a response loses its top Via. Returns the number of slices of the outgoing datagram
+/// (so the work cannot be optimised away). Panics if the fixture does not plan (a benchmark
+/// must not time a failure).
+pub fn plan_forward(m: &sipdisp_parser::Message<'_>, dest: &sipdisp_parser::Uri<'_>) -> usize {
+    let mut plan = sipdisp_parser::Plan::new(m);
+    if m.request().is_some() {
+        plan.insert_via(
+            b"UDP",
+            b"192.0.2.10",
+            Some(5060),
+            b"z9hG4bK-sd-3f2a9c41e0b7d5a2",
+            true,
+        )
+        .expect("new Via");
+        plan.set_max_forwards(m, m.max_forwards().unwrap_or(70).saturating_sub(1))
+            .expect("Max-Forwards");
+        plan.set_request_uri_host(m, dest)
+            .expect("Request-URI host");
+    } else {
+        plan.remove_top_via(m).expect("top Via removed");
+    }
+    plan.io_slices().len()
+}

@@ -83,10 +83,11 @@ pub(crate) fn is_param_char(b: u8) -> bool {
     CLASS[b as usize] & PARAM != 0
 }
 
-/// Position of the first byte of `s` that is one of `needles`, eight bytes at a time (the
-/// "has a zero byte" test of [`find_lf`] for each needle; the lowest flag over all of them is
-/// exact). For the short searches of value parsers, where `memchr`'s dispatch costs more than
-/// the search.
+/// Position of the first byte of `s` that is one of `needles`, eight bytes at a time: for each
+/// needle the classic "has a zero byte" test on `word ^ needle…`, whose lowest flag is exact
+/// (borrows only create false flags above a real match), so the lowest flag over all needles
+/// is the answer. For the short searches of value parsers, where `memchr`'s dispatch costs
+/// more than the search.
 #[inline(always)]
 pub(crate) fn find_any<const N: usize>(s: &[u8], needles: [u8; N]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
@@ -114,32 +115,12 @@ pub(crate) fn find_any<const N: usize>(s: &[u8], needles: [u8; N]) -> Option<usi
 
 /// Position of the first LF in `s`.
 ///
-/// SIP header lines are short (20–80 bytes), where a SIMD search's set-up costs more than the
-/// search itself; eight bytes at a time with the classic "has a zero byte" trick (applied to
-/// `word ^ 0x0a0a…`) is cheaper. The lowest flagged byte is exact: borrows only create false
-/// flags above a real match.
+/// SIP lines are short (20–80 bytes), where a SIMD search's set-up costs more than the search
+/// itself: eight bytes at a time ([`find_any`] with one needle). The scanner's header loop uses
+/// the bitmaps of [`crate::lines`] instead; this serves the start line.
 #[inline]
 pub(crate) fn find_lf(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const LF: u64 = LO * b'\n' as u64;
-    let mut chunks = s.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let v = u64::from_le_bytes(word) ^ LF;
-        let found = v.wrapping_sub(LO) & !v & HI;
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|p| at + p)
+    find_any(s, [b'\n'])
 }
 
 /// Whether the whole slice is a non-empty token.
