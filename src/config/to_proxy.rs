@@ -97,6 +97,8 @@ impl Config {
                 .hash_pvar
                 .as_ref()
                 .map(|t| t.compiled.clone()),
+            call_check_interval: (self.dispatcher.params.ds_hash_size > 0)
+                .then_some(self.dispatcher.params.ds_hash_check_interval),
         }
     }
 }

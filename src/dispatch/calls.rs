@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::SetId;
-use super::snapshot::lock;
+use super::lock;
 
 /// One counted call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,9 @@ pub struct CallLoadTable {
     pick: ahash::RandomState,
     expire: Duration,
     initexpire: Duration,
+    /// When the expiry timer is next due (`None`: at once). Taken once per worker per
+    /// `ds_hash_check_interval`, never per message.
+    next_check: Mutex<Option<Instant>>,
 }
 
 impl CallLoadTable {
@@ -55,7 +58,20 @@ impl CallLoadTable {
             pick: ahash::RandomState::with_seeds(1, 2, 3, 4),
             expire,
             initexpire,
+            next_check: Mutex::new(None),
         }
+    }
+
+    /// Claims one run of the expiry timer: true for exactly one caller at or after the next
+    /// check, which moves the check `every` later; false before it or when another caller
+    /// claimed it first.
+    pub fn claim_check(&self, now: Instant, every: Duration) -> bool {
+        let mut next = lock(&self.next_check);
+        if next.is_some_and(|t| now < t) {
+            return false;
+        }
+        *next = Some(now + every);
+        true
     }
 
     fn shard(&self, call_id: &[u8]) -> &Shard {
@@ -135,6 +151,21 @@ impl CallLoadTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiry_check_is_claimed_once_per_interval() {
+        let t = CallLoadTable::new(4, Duration::from_secs(10), Duration::from_secs(5));
+        let t0 = Instant::now();
+        let every = Duration::from_secs(30);
+        assert!(t.claim_check(t0, every));
+        assert!(
+            !t.claim_check(t0, every),
+            "a second worker at the same time"
+        );
+        assert!(!t.claim_check(t0 + Duration::from_secs(29), every));
+        assert!(t.claim_check(t0 + every, every));
+        assert!(!t.claim_check(t0 + every, every));
+    }
 
     #[test]
     fn lifecycle_with_injected_time() {

@@ -44,6 +44,12 @@ pub use select::{Algorithm, Key, ListKind, Mode, Request, SelectError, Selected}
 pub use snapshot::{Destination, Set, Snapshot};
 pub use state::{Event, Flags, StateError, Thresholds};
 
+/// Locks a mutex whose holder may have panicked: the data behind dispatch's few locks stays
+/// consistent under a panic (each update is one assignment), so the poison is ignored.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A destination set id (Kamailio group). Ids from a list file are within 0..=2^31-1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SetId(pub u32);

@@ -10,7 +10,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use super::snapshot::{Destination, Set, Snapshot, lock, pack, unpack};
+use super::lock;
+use super::snapshot::{Destination, Set, Snapshot, pack, unpack};
 use super::state::{self, Event, Flags, StateError, Thresholds};
 use super::{Pick, SetId};
 
@@ -275,6 +276,16 @@ impl Snapshot {
         }
         t.remove(call_id);
         self.dec_load(e.set, &e.duid)
+    }
+
+    /// The expiry timer as several workers run it: the first caller at or after the table's
+    /// next check (every `ds_hash_check_interval`, shared by all workers and carried across
+    /// reloads with the table) runs [`Snapshot::expire_calls`]; the others get `None` at the
+    /// cost of one atomic load. `None` as well without a call-load table.
+    pub fn expire_calls_due(&self, now: Instant) -> Option<usize> {
+        let t = self.calls()?;
+        t.claim_check(now, self.params().ds_hash_check_interval)
+            .then(|| self.expire_calls(now))
     }
 
     /// Expiry timer (every `ds_hash_check_interval`): drops expired calls and their load.

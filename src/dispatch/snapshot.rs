@@ -15,9 +15,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use super::SetId;
 use super::attrs::Attrs;
 use super::avl::kamailio_set_order;
 use super::calls::CallLoadTable;
@@ -26,6 +25,7 @@ use super::list::ListEntry;
 use super::params::DispatchParams;
 use super::state::Flags;
 use super::uri::DestUri;
+use super::{SetId, lock};
 
 /// Slots in the weight and relative-weight tables.
 pub const TABLE_SLOTS: usize = 100;
@@ -187,10 +187,6 @@ impl Destination {
     pub(crate) fn store_state(&self, flags: Flags, counter: u32) {
         self.rt.state.store(pack(flags.0, counter), Relaxed);
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Per-set cursors and the alg-11 table.

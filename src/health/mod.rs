@@ -201,13 +201,25 @@ impl Health {
         t.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
-    /// The tick (worker 0, every batch): one atomic load unless something is due; then sends
-    /// due keepalives into `sink`, handles timeouts, runs and reaps hooks.
+    /// When [`Health::tick`] next has work: a keepalive or a retransmission due, a timeout,
+    /// a hook to reap, and at least once a second (to notice a new plane).
+    pub fn next_deadline(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.wake_at.load(Ordering::Relaxed))
+    }
+
+    /// The tick (any worker whose batch reaches [`Health::next_deadline`]): one atomic load
+    /// unless something is due; then sends due keepalives into `sink`, handles timeouts, runs
+    /// and reaps hooks. Workers ticking at the same moment do not queue up: the one that finds
+    /// the lock taken leaves the work to its holder.
     pub fn tick(&self, now: Instant, plane: &Arc<Plane>, active: bool, sink: &mut dyn Sink) {
         if self.nanos(now) < self.wake_at.load(Ordering::Relaxed) {
             return;
         }
-        let mut inner = self.lock();
+        let mut inner = match self.inner.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         let fired = inner.prober.tick(now, plane, active, sink);
         self.fire(&mut inner, &fired, now);
         inner.hooks.poll(now);

@@ -2,17 +2,24 @@
 //! collected (copied out of the receive buffer at collection, which is fine here).
 //!
 //! It follows the same contract as the socket backends (borrowed datagrams, the same
-//! [`Outbox`], the tick after the datagrams) and, once warmed up, allocates nothing: injected
-//! and transmitted bytes live in buffers recycled through a spare list. It never waits: a batch
-//! with nothing injected returns at once, whatever the timeout.
+//! [`Outbox`], the tick after the datagrams, one `now` per batch read after the wait) and, once
+//! warmed up, allocates nothing: injected and transmitted bytes live in buffers recycled
+//! through a spare list.
+//!
+//! Time: on the real clock (the default) it never waits — a batch with nothing injected returns
+//! at once, whatever the wait asked for. On a virtual clock
+//! ([`MemoryDatapath::with_virtual_clock`]) datagrams arrive at given instants
+//! ([`MemoryDatapath::inject_after`]) and a batch "waits" by moving the clock forward to the
+//! first arrival or the handler's deadline (capped by `max_wait`), so tests drive timers through
+//! the same loop as the daemon without sleeping.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::txq::{Outbox, TxQueue};
-use super::{Backend, BatchStats, Datagram, Datapath, Handler, NetConfig, SocketIdx};
+use super::{Backend, BatchStats, Datagram, Datapath, Handler, NetConfig, SocketIdx, wait_for};
 
 /// One datagram a handler queued, as the memory backend collected it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +34,8 @@ pub struct Transmit {
 
 #[derive(Debug)]
 struct Inbound {
+    /// When it arrives (virtual clock); `None`: already there.
+    at: Option<Instant>,
     local: SocketIdx,
     peer: SocketAddr,
     data: Vec<u8>,
@@ -43,6 +52,8 @@ pub struct MemoryDatapath {
     tx: TxQueue,
     sent: Vec<Transmit>,
     spare: Vec<Vec<u8>>,
+    /// The virtual clock, when one is used.
+    clock: Option<Instant>,
 }
 
 impl MemoryDatapath {
@@ -58,7 +69,50 @@ impl MemoryDatapath {
             tx: TxQueue::new(cfg.transmits, cfg.header_capacity),
             sent: Vec::with_capacity(cfg.transmits),
             spare: Vec::new(),
+            clock: None,
         }
+    }
+
+    /// Runs on a virtual clock starting at `start` (see the module documentation).
+    pub fn with_virtual_clock(mut self, start: Instant) -> MemoryDatapath {
+        self.clock = Some(start);
+        self
+    }
+
+    /// The virtual clock's current time (`None` on the real clock).
+    pub fn virtual_now(&self) -> Option<Instant> {
+        self.clock
+    }
+
+    /// Queues a datagram that arrives `delay` after the virtual clock's current time (at once
+    /// on the real clock). Arrivals are taken in injection order.
+    pub fn inject_after(
+        &mut self,
+        delay: Duration,
+        local: SocketIdx,
+        peer: SocketAddr,
+        data: &[u8],
+    ) {
+        self.inject(local, peer, data);
+        let at = self.clock.map(|c| c + delay);
+        if let Some(last) = self.inbox.back_mut() {
+            last.at = at;
+        }
+    }
+
+    /// Moves the virtual clock as a socket backend's wait would: to the first arrival or the
+    /// end of the wait, whichever comes first (never when something is already there).
+    fn advance(&mut self, wait: Option<Duration>) {
+        let Some(now) = self.clock else { return };
+        let next = self.inbox.front().map(|d| d.at.unwrap_or(now));
+        let woken = match (next, wait) {
+            (Some(at), _) if at <= now => now,
+            (Some(at), Some(w)) => at.min(now + w),
+            (Some(at), None) => at,
+            (None, Some(w)) => now + w,
+            (None, None) => now,
+        };
+        self.clock = Some(woken);
     }
 
     /// Queues a datagram from `peer` as if received on socket `local`. One longer than
@@ -68,6 +122,7 @@ impl MemoryDatapath {
         buf.clear();
         buf.extend_from_slice(data);
         self.inbox.push_back(Inbound {
+            at: None,
             local,
             peer,
             data: buf,
@@ -106,11 +161,21 @@ impl Datapath for MemoryDatapath {
 
     fn run_batch(
         &mut self,
-        _timeout: Option<Duration>,
-        handler: &mut Handler<'_>,
+        max_wait: Option<Duration>,
+        handler: &mut dyn Handler,
     ) -> io::Result<BatchStats> {
         let mut stats = BatchStats::default();
+        let start = self.clock.unwrap_or_else(Instant::now);
+        self.advance(wait_for(max_wait, handler.next_deadline(), start));
+        let now = self.clock.unwrap_or_else(Instant::now);
         while self.current.len() < self.batch {
+            if self
+                .inbox
+                .front()
+                .is_some_and(|d| d.at.is_some_and(|at| at > now))
+            {
+                break;
+            }
             let Some(d) = self.inbox.pop_front() else {
                 break;
             };
@@ -128,12 +193,13 @@ impl Datapath for MemoryDatapath {
                 local: d.local,
             };
             stats.received += 1;
-            handler(
-                Some(&dg),
+            handler.datagram(
+                now,
+                &dg,
                 &mut Outbox::new(&mut self.tx, &self.locals, &d.data),
             );
         }
-        handler(None, &mut Outbox::new(&mut self.tx, &self.locals, &[]));
+        handler.tick(now, &mut Outbox::new(&mut self.tx, &self.locals, &[]));
         let current = &self.current;
         for i in 0..self.tx.len() {
             let mut data = self.spare.pop().unwrap_or_default();
@@ -175,13 +241,11 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:7000".parse().unwrap();
         let mut m = MemoryDatapath::new(&[a], &NetConfig::default());
         m.inject(SocketIdx(0), peer, b"hello");
-        let s = m
-            .run_batch(None, &mut |d, ob| {
-                if let Some(d) = d {
-                    ob.push(d.local, d.peer, &[b">", d.data]).unwrap();
-                }
-            })
-            .unwrap();
+        let mut h = super::super::handler_fn(
+            |_, d, ob| ob.push(d.local, d.peer, &[b">", d.data]).unwrap(),
+            |_, _| {},
+        );
+        let s = m.run_batch(None, &mut h).unwrap();
         assert_eq!(
             (s.received, s.sent, s.referenced_bytes, s.copied_bytes),
             (1, 1, 5, 1)

@@ -8,13 +8,13 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket};
 
 use super::sock::{SOCKADDR_LEN, bind_all, parse_sockaddr};
 use super::txq::{Outbox, TxQueue};
-use super::{Backend, BatchStats, Datagram, Datapath, Handler, NetConfig, SocketIdx};
+use super::{Backend, BatchStats, Datagram, Datapath, Handler, NetConfig, SocketIdx, wait_for};
 
 /// How long a full socket send buffer (`EAGAIN`) is waited for before the rest of that socket's
 /// transmits are counted as send errors.
@@ -259,11 +259,14 @@ impl Datapath for MmsgDatapath {
 
     fn run_batch(
         &mut self,
-        timeout: Option<Duration>,
-        handler: &mut Handler<'_>,
+        max_wait: Option<Duration>,
+        handler: &mut dyn Handler,
     ) -> io::Result<BatchStats> {
         let mut stats = BatchStats::default();
+        let timeout = wait_for(max_wait, handler.next_deadline(), Instant::now());
         let filled = self.receive(timeout)?;
+        // The clock is read after the wait: every datagram of this batch carries this time.
+        let now = Instant::now();
         for k in 0..filled {
             let h = &self.rx_hdrs[k];
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
@@ -290,12 +293,9 @@ impl Datapath for MmsgDatapath {
                 local: SocketIdx(self.rx_sock[k]),
             };
             stats.received += 1;
-            handler(
-                Some(&dg),
-                &mut Outbox::new(&mut self.tx, &self.locals, data),
-            );
+            handler.datagram(now, &dg, &mut Outbox::new(&mut self.tx, &self.locals, data));
         }
-        handler(None, &mut Outbox::new(&mut self.tx, &self.locals, &[]));
+        handler.tick(now, &mut Outbox::new(&mut self.tx, &self.locals, &[]));
         self.send(&mut stats);
         Ok(stats)
     }

@@ -23,7 +23,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub mod memory;
 pub mod mmsg;
@@ -150,9 +150,71 @@ impl BatchStats {
     }
 }
 
-/// The handler a batch calls: once per received datagram (`Some`), then once with `None` (the
-/// tick, e.g. to send health probes) before the batch is sent.
-pub type Handler<'h> = dyn FnMut(Option<&Datagram<'_>>, &mut Outbox<'_>) + 'h;
+/// What a batch calls back into: the worker's message path and its timers.
+///
+/// The backend reads the clock once *after* it wakes and hands that `now` to every call of the
+/// batch, so a datagram never carries the time from before a long wait. It waits at most until
+/// [`Handler::next_deadline`] (capped by the batch's `max_wait`), so timers fire on time without
+/// a fixed poll interval.
+pub trait Handler {
+    /// One received datagram, borrowed from the receive buffer; transmits go into `out`.
+    fn datagram(&mut self, now: Instant, datagram: &Datagram<'_>, out: &mut Outbox<'_>);
+
+    /// Called once per batch after the datagrams (including a batch that received nothing):
+    /// timers and periodic work whose deadline has come.
+    fn tick(&mut self, now: Instant, out: &mut Outbox<'_>);
+
+    /// The earliest instant at which [`Handler::tick`] has work to do; `None`: no timer.
+    fn next_deadline(&self) -> Option<Instant>;
+}
+
+/// How long a batch that starts at `now` may wait: until `deadline` (zero when it has
+/// passed), never longer than `max_wait` (`None`: no cap).
+pub fn wait_for(
+    max_wait: Option<Duration>,
+    deadline: Option<Instant>,
+    now: Instant,
+) -> Option<Duration> {
+    let until = deadline.map(|d| d.saturating_duration_since(now));
+    match (max_wait, until) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A [`Handler`] made of two closures and no timer: for tests, the start-up probe and tools.
+pub struct FnHandler<D, T> {
+    datagram: D,
+    tick: T,
+}
+
+/// A handler calling `datagram(now, datagram, out)` per datagram and `tick(now, out)` per
+/// batch, with no deadline.
+pub fn handler_fn<D, T>(datagram: D, tick: T) -> FnHandler<D, T>
+where
+    D: FnMut(Instant, &Datagram<'_>, &mut Outbox<'_>),
+    T: FnMut(Instant, &mut Outbox<'_>),
+{
+    FnHandler { datagram, tick }
+}
+
+impl<D, T> Handler for FnHandler<D, T>
+where
+    D: FnMut(Instant, &Datagram<'_>, &mut Outbox<'_>),
+    T: FnMut(Instant, &mut Outbox<'_>),
+{
+    fn datagram(&mut self, now: Instant, datagram: &Datagram<'_>, out: &mut Outbox<'_>) {
+        (self.datagram)(now, datagram, out)
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        (self.tick)(now, out)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+}
 
 /// A worker's batched UDP I/O over its bound sockets.
 ///
@@ -168,18 +230,20 @@ pub trait Datapath: Send {
 
     /// Runs one batch.
     ///
-    /// Waits up to `timeout` for datagrams (`None`: until at least one arrives; a zero
-    /// duration: only what is already there), calls `handler` once per received datagram, then
-    /// once with `None` (the tick, called on every batch including one that received nothing),
-    /// then sends every queued transmit in one submission, waits until the kernel is done with
-    /// them and only then makes the receive buffers reusable.
+    /// Waits for datagrams until the handler's [`Handler::next_deadline`], at most `max_wait`
+    /// (`None` for both: until at least one arrives; a zero wait: only what is already there;
+    /// see [`wait_for`]), reads the clock, calls [`Handler::datagram`] once per received
+    /// datagram and [`Handler::tick`] once (on every batch, including one that received
+    /// nothing), all with that same `now`; then sends every queued transmit in one submission,
+    /// waits until the kernel is done with them and only then makes the receive buffers
+    /// reusable.
     ///
     /// Per-datagram and per-transmit problems are counted in the returned [`BatchStats`]; an
     /// `Err` means the backend itself failed (e.g. the ring broke) and the worker should stop.
     fn run_batch(
         &mut self,
-        timeout: Option<Duration>,
-        handler: &mut Handler<'_>,
+        max_wait: Option<Duration>,
+        handler: &mut dyn Handler,
     ) -> io::Result<BatchStats>;
 }
 

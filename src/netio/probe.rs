@@ -111,9 +111,11 @@ fn multishot_echo() -> io::Result<()> {
     client.send_to(b"probe", dp.local_addrs()[0])?;
     let mut got = false;
     for _ in 0..5 {
-        dp.run_batch(Some(Duration::from_millis(200)), &mut |d, _| {
-            got |= d.is_some_and(|d| d.data == b"probe" && d.local == SocketIdx(0));
-        })?;
+        let mut h = super::handler_fn(
+            |_, d, _| got |= d.data == b"probe" && d.local == SocketIdx(0),
+            |_, _| {},
+        );
+        dp.run_batch(Some(Duration::from_millis(200)), &mut h)?;
         if got {
             return Ok(());
         }
@@ -215,7 +217,10 @@ mod tests {
         let c = UdpSocket::bind(lo).unwrap();
         c.send_to(b"hi", dp.local_addrs()[0]).unwrap();
         let s = dp
-            .run_batch(Some(Duration::from_secs(2)), &mut |_, _| {})
+            .run_batch(
+                Some(Duration::from_secs(2)),
+                &mut super::super::handler_fn(|_, _, _| {}, |_, _| {}),
+            )
             .unwrap();
         assert_eq!(s.received, 1);
         println!("fallback ok: {reason}");

@@ -43,8 +43,28 @@ fn client(like: SocketAddr) -> UdpSocket {
     c
 }
 
+/// The closure shape most of these tests are written in: `Some(datagram)` once per datagram,
+/// then `None` for the tick; no deadline.
+struct Legacy<F>(F);
+
+impl<F: FnMut(Option<&Datagram<'_>>, &mut Outbox<'_>)> Handler for Legacy<F> {
+    fn datagram(&mut self, _: Instant, d: &Datagram<'_>, out: &mut Outbox<'_>) {
+        (self.0)(Some(d), out)
+    }
+    fn tick(&mut self, _: Instant, out: &mut Outbox<'_>) {
+        (self.0)(None, out)
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+}
+
+fn legacy<F: FnMut(Option<&Datagram<'_>>, &mut Outbox<'_>)>(f: F) -> Legacy<F> {
+    Legacy(f)
+}
+
 /// Runs batches with `handler` until `want` datagrams were received or 5 s passed.
-fn run_until(dp: &mut dyn Datapath, want: u64, handler: &mut Handler<'_>) -> BatchStats {
+fn run_until(dp: &mut dyn Datapath, want: u64, handler: &mut dyn Handler) -> BatchStats {
     let mut total = BatchStats::default();
     let end = Instant::now() + Duration::from_secs(5);
     while total.received + total.truncated < want && Instant::now() < end {
@@ -56,12 +76,12 @@ fn run_until(dp: &mut dyn Datapath, want: u64, handler: &mut Handler<'_>) -> Bat
     total
 }
 
-fn echo_handler(prefix: &'static [u8]) -> impl FnMut(Option<&Datagram<'_>>, &mut Outbox<'_>) {
-    move |d, ob| {
+fn echo_handler(prefix: &'static [u8]) -> impl Handler {
+    legacy(move |d, ob| {
         if let Some(d) = d {
             ob.push(d.local, d.peer, &[prefix, d.data]).unwrap();
         }
-    }
+    })
 }
 
 /// A client per listen address sends `n` datagrams in chunks of `chunk`; the handler echoes
@@ -157,7 +177,7 @@ fn largest_datagram_round_trips_without_copy() {
         let c = client(local);
         let big: Vec<u8> = (0..MAX_DATAGRAM).map(|i| (i % 251) as u8).collect();
         c.send_to(&big, local).unwrap();
-        let mut h = |d: Option<&Datagram<'_>>, ob: &mut Outbox<'_>| {
+        let mut h = legacy(|d: Option<&Datagram<'_>>, ob: &mut Outbox<'_>| {
             if let Some(d) = d {
                 assert_eq!(
                     ob.push(d.local, d.peer, &[b"!", d.data]),
@@ -168,7 +188,7 @@ fn largest_datagram_round_trips_without_copy() {
                 ob.push(d.local, d.peer, &[&d.data[..10], &d.data[10..]])
                     .unwrap();
             }
-        };
+        });
         let s = run_until(&mut *dp, 1, &mut h);
         assert_eq!((s.received, s.sent), (1, 1), "{b}");
         assert_eq!(
@@ -195,11 +215,11 @@ fn truncated_datagrams_are_counted_and_dropped() {
         c.send_to(&[b'b'; 4000], local).unwrap();
         c.send_to(b"small", local).unwrap();
         let mut seen = Vec::new();
-        let mut h = |d: Option<&Datagram<'_>>, _: &mut Outbox<'_>| {
+        let mut h = legacy(|d: Option<&Datagram<'_>>, _: &mut Outbox<'_>| {
             if let Some(d) = d {
                 seen.push(d.data.len());
             }
-        };
+        });
         let s = run_until(&mut *dp, 3, &mut h);
         assert_eq!((s.received, s.truncated), (2, 1), "{b}");
         assert_eq!(seen, [2048, 5], "{b}");
@@ -207,7 +227,7 @@ fn truncated_datagrams_are_counted_and_dropped() {
     let mut m = MemoryDatapath::new(&[addr("127.0.0.1:5060")], &cfg);
     m.inject(SocketIdx(0), addr("127.0.0.1:1"), &[0; 2049]);
     m.inject(SocketIdx(0), addr("127.0.0.1:1"), &[0; 2048]);
-    let s = m.run_batch(None, &mut |_, _| {}).unwrap();
+    let s = m.run_batch(None, &mut legacy(|_, _| {})).unwrap();
     assert_eq!((s.received, s.truncated), (1, 1));
 }
 
@@ -222,10 +242,13 @@ fn timeout_without_traffic_returns_promptly_and_ticks() {
             let mut ticks = 0;
             let t0 = Instant::now();
             let s = dp
-                .run_batch(Some(timeout), &mut |d, _| {
-                    assert!(d.is_none());
-                    ticks += 1;
-                })
+                .run_batch(
+                    Some(timeout),
+                    &mut legacy(|d, _| {
+                        assert!(d.is_none());
+                        ticks += 1;
+                    }),
+                )
                 .unwrap();
             let took = t0.elapsed();
             assert_eq!(s, BatchStats::default(), "{b}");
@@ -250,13 +273,16 @@ fn tick_comes_after_the_datagrams_and_can_send() {
         let end = Instant::now() + Duration::from_secs(5);
         while !order.contains(&"dg") && Instant::now() < end {
             order.clear();
-            dp.run_batch(Some(Duration::from_millis(50)), &mut |d, ob| match d {
-                Some(_) => order.push("dg"),
-                None => {
-                    order.push("tick");
-                    ob.push(SocketIdx(0), peer, &[b"probe"]).unwrap();
-                }
-            })
+            dp.run_batch(
+                Some(Duration::from_millis(50)),
+                &mut legacy(|d, ob| match d {
+                    Some(_) => order.push("dg"),
+                    None => {
+                        order.push("tick");
+                        ob.push(SocketIdx(0), peer, &[b"probe"]).unwrap();
+                    }
+                }),
+            )
             .unwrap();
         }
         assert_eq!(order, ["dg", "tick"], "{b}");
@@ -267,16 +293,14 @@ fn tick_comes_after_the_datagrams_and_can_send() {
 }
 
 /// Pushes each datagram back five times, recording each result.
-fn push_five(
-    results: &mut Vec<Result<(), OutboxError>>,
-) -> impl FnMut(Option<&Datagram<'_>>, &mut Outbox<'_>) + '_ {
-    |d, ob| {
+fn push_five(results: &mut Vec<Result<(), OutboxError>>) -> impl Handler + '_ {
+    legacy(|d, ob| {
         if let Some(d) = d {
             for _ in 0..5 {
                 results.push(ob.push(d.local, d.peer, &[d.data]));
             }
         }
-    }
+    })
 }
 
 #[test]
@@ -316,11 +340,14 @@ fn send_to_a_closed_port_is_counted_not_fatal() {
         // send or receive may report as ECONNREFUSED; the worker must keep going.
         let closed = UdpSocket::bind(V4).unwrap().local_addr().unwrap();
         for _ in 0..3 {
-            dp.run_batch(Some(Duration::from_millis(10)), &mut |d, ob| {
-                if d.is_none() {
-                    ob.push(SocketIdx(0), closed, &[b"nobody"]).unwrap();
-                }
-            })
+            dp.run_batch(
+                Some(Duration::from_millis(10)),
+                &mut legacy(|d, ob| {
+                    if d.is_none() {
+                        ob.push(SocketIdx(0), closed, &[b"nobody"]).unwrap();
+                    }
+                }),
+            )
             .unwrap();
         }
         echo_on(&mut *dp, 10, 10);
@@ -394,4 +421,120 @@ fn backend_names() {
     assert_eq!(Backend::IoUring.to_string(), "io_uring");
     assert_eq!(Backend::Mmsg.to_string(), "mmsg");
     assert_eq!(Backend::Memory.to_string(), "memory");
+}
+
+/// A handler that records the `now` of every call and asks for a tick at `deadline`.
+struct Clocked {
+    deadline: Option<Instant>,
+    datagrams: Vec<Instant>,
+    ticks: Vec<Instant>,
+}
+
+impl Handler for Clocked {
+    fn datagram(&mut self, now: Instant, _: &Datagram<'_>, _: &mut Outbox<'_>) {
+        self.datagrams.push(now);
+    }
+    fn tick(&mut self, now: Instant, _: &mut Outbox<'_>) {
+        self.ticks.push(now);
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+}
+
+#[test]
+fn memory_batch_time_is_read_after_the_wait() {
+    // Virtual clock: a datagram arriving 10 s after the batch starts waiting is handled with
+    // the time of its arrival, not the time the wait began; the tick sees the same time.
+    let t0 = Instant::now();
+    let mut m = MemoryDatapath::new(&[addr("127.0.0.1:5060")], &NetConfig::default())
+        .with_virtual_clock(t0);
+    m.inject_after(
+        Duration::from_secs(10),
+        SocketIdx(0),
+        addr("127.0.0.1:1"),
+        b"late",
+    );
+    let mut h = Clocked {
+        deadline: None,
+        datagrams: Vec::new(),
+        ticks: Vec::new(),
+    };
+    let s = m.run_batch(Some(Duration::from_secs(60)), &mut h).unwrap();
+    assert_eq!(s.received, 1);
+    assert_eq!(h.datagrams, [t0 + Duration::from_secs(10)]);
+    assert_eq!(h.ticks, [t0 + Duration::from_secs(10)]);
+}
+
+#[test]
+fn memory_batch_wakes_at_the_handler_deadline() {
+    // The wait ends at the handler's deadline (3 s), before the datagram (10 s) and the cap
+    // (60 s); the next batch, capped at 60 s with no deadline, waits for the datagram.
+    let t0 = Instant::now();
+    let mut m = MemoryDatapath::new(&[addr("127.0.0.1:5060")], &NetConfig::default())
+        .with_virtual_clock(t0);
+    m.inject_after(
+        Duration::from_secs(10),
+        SocketIdx(0),
+        addr("127.0.0.1:1"),
+        b"x",
+    );
+    let mut h = Clocked {
+        deadline: Some(t0 + Duration::from_secs(3)),
+        datagrams: Vec::new(),
+        ticks: Vec::new(),
+    };
+    let s = m.run_batch(Some(Duration::from_secs(60)), &mut h).unwrap();
+    assert_eq!(
+        (s.received, &h.ticks[..]),
+        (0, &[t0 + Duration::from_secs(3)][..])
+    );
+    h.deadline = None;
+    let s = m.run_batch(Some(Duration::from_secs(60)), &mut h).unwrap();
+    assert_eq!(s.received, 1);
+    assert_eq!(h.datagrams, [t0 + Duration::from_secs(10)]);
+    // A deadline already passed: no wait at all.
+    h.deadline = Some(t0);
+    m.run_batch(Some(Duration::from_secs(60)), &mut h).unwrap();
+    assert_eq!(m.virtual_now(), Some(t0 + Duration::from_secs(10)));
+}
+
+#[test]
+fn socket_batch_time_is_read_after_the_wait() {
+    // A datagram sent 300 ms into a batch's wait is handed over with a time read after it
+    // arrived; a deadline 100 ms away ends an empty wait early.
+    for b in socket_backends("socket_batch_time_is_read_after_the_wait") {
+        let mut dp = open(b, &[addr(V4)], &NetConfig::default()).unwrap();
+        let local = dp.local_addrs()[0];
+        let sender = std::thread::spawn(move || {
+            let c = client(local);
+            std::thread::sleep(Duration::from_millis(300));
+            let sent = Instant::now();
+            c.send_to(b"late", local).unwrap();
+            sent
+        });
+        let mut h = Clocked {
+            deadline: None,
+            datagrams: Vec::new(),
+            ticks: Vec::new(),
+        };
+        let end = Instant::now() + Duration::from_secs(5);
+        while h.datagrams.is_empty() && Instant::now() < end {
+            dp.run_batch(Some(Duration::from_secs(2)), &mut h).unwrap();
+        }
+        let sent = sender.join().unwrap();
+        assert_eq!(h.datagrams.len(), 1, "{b}");
+        assert!(
+            h.datagrams[0] >= sent,
+            "{b}: handled with a time from before it was sent"
+        );
+        let t0 = Instant::now();
+        h.deadline = Some(t0 + Duration::from_millis(100));
+        dp.run_batch(Some(Duration::from_secs(5)), &mut h).unwrap();
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_secs(4),
+            "{b}: waited {took:?} for a 100 ms deadline"
+        );
+    }
 }

@@ -32,7 +32,7 @@ use socket2::{SockAddr, Socket};
 
 use super::sock::{SOCKADDR_LEN, bind_all, parse_sockaddr};
 use super::txq::{Outbox, TxQueue};
-use super::{Backend, BatchStats, Datagram, Datapath, Handler, NetConfig, SocketIdx};
+use super::{Backend, BatchStats, Datagram, Datapath, Handler, NetConfig, SocketIdx, wait_for};
 
 /// The buffer group id of our one provided-buffer ring.
 const BGID: u16 = 0;
@@ -526,8 +526,8 @@ impl Datapath for UringDatapath {
 
     fn run_batch(
         &mut self,
-        timeout: Option<Duration>,
-        handler: &mut Handler<'_>,
+        max_wait: Option<Duration>,
+        handler: &mut dyn Handler,
     ) -> io::Result<BatchStats> {
         let mut stats = BatchStats::default();
         if !self.enabled {
@@ -537,11 +537,13 @@ impl Datapath for UringDatapath {
         }
         self.arm()?;
         if self.npending == 0 && self.ring.completion().is_empty() {
-            self.wait(timeout)?;
+            self.wait(wait_for(max_wait, handler.next_deadline(), Instant::now()))?;
         } else if !self.ring.submission().is_empty() {
             self.submit()?;
         }
         self.reap(&mut stats);
+        // The clock is read after the wait: every datagram of this batch carries this time.
+        let now = Instant::now();
         let handled = self.npending;
         for k in 0..handled {
             let rx = self.pending[k];
@@ -555,12 +557,9 @@ impl Datapath for UringDatapath {
                 local: SocketIdx(rx.sock),
             };
             stats.received += 1;
-            handler(
-                Some(&dg),
-                &mut Outbox::new(&mut self.tx, &self.locals, data),
-            );
+            handler.datagram(now, &dg, &mut Outbox::new(&mut self.tx, &self.locals, data));
         }
-        handler(None, &mut Outbox::new(&mut self.tx, &self.locals, &[]));
+        handler.tick(now, &mut Outbox::new(&mut self.tx, &self.locals, &[]));
         // Receptions completing while we wait for the sends are appended to `pending` and
         // handled by the next batch.
         self.flush(&mut stats)?;
@@ -681,11 +680,13 @@ mod tests {
             let end = Instant::now() + Duration::from_secs(5);
             while received < 8 && Instant::now() < end {
                 let s = dp
-                    .run_batch(Some(Duration::from_millis(20)), &mut |d, ob| {
-                        if let Some(d) = d {
-                            ob.push(d.local, d.peer, &[d.data]).unwrap();
-                        }
-                    })
+                    .run_batch(
+                        Some(Duration::from_millis(20)),
+                        &mut crate::netio::handler_fn(
+                            |_, d, ob| ob.push(d.local, d.peer, &[d.data]).unwrap(),
+                            |_, _| {},
+                        ),
+                    )
                     .unwrap();
                 (received, sent) = (received + s.received, sent + s.sent);
             }
@@ -716,9 +717,10 @@ mod tests {
         let mut got = Vec::new();
         let end = Instant::now() + Duration::from_secs(5);
         while got.len() < 64 && Instant::now() < end {
-            dp.run_batch(Some(Duration::from_millis(20)), &mut |d, _| {
-                got.extend(d.map(|d| d.data[0]));
-            })
+            dp.run_batch(
+                Some(Duration::from_millis(20)),
+                &mut crate::netio::handler_fn(|_, d, _| got.push(d.data[0]), |_, _| {}),
+            )
             .unwrap();
         }
         assert_eq!(got, (0..64).collect::<Vec<u8>>(), "in order, none lost");

@@ -88,6 +88,9 @@ pub struct ProxyConfig {
     pub routes: RouteTable,
     /// Algorithm 7's `hash_pvar` template, if configured.
     pub hash_template: Option<Template>,
+    /// `ds_hash_check_interval` when algorithm 10's call-load table exists
+    /// (`ds_hash_size > 0`): how often each worker's timer offers to run call-load expiry.
+    pub call_check_interval: Option<std::time::Duration>,
 }
 
 /// The destination plane: an immutable dispatcher snapshot and the socket address of each

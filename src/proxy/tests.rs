@@ -43,6 +43,7 @@ fn config(routes: RouteTable) -> Arc<ProxyConfig> {
         max_forwards: 70,
         routes,
         hash_template: Template::parse("$fU").ok(),
+        call_check_interval: None,
     })
 }
 
@@ -604,4 +605,44 @@ fn socket_attributes_match_listen_addresses() {
             "{attr}"
         );
     }
+}
+
+#[test]
+fn call_load_expiry_is_a_timer_driven_by_injected_time() {
+    // Algorithm 10 counts the INVITE's call; nothing confirms it, so after
+    // `ds_hash_initexpire` the worker's timer (every `ds_hash_check_interval`) removes it and
+    // the destination's load returns to 0 — all through poll_timeout / handle_timeout.
+    let params = DispatchParams {
+        ds_hash_size: 2,
+        ds_hash_initexpire: std::time::Duration::from_secs(5),
+        ..DispatchParams::default()
+    };
+    let every = std::time::Duration::from_secs(30);
+    let p = plane("1 sip:127.0.0.1:5070 0 0 duid=a;maxload=10\n", params);
+    let mut cfg = (*config(select("1=10", Target::Dst))).clone();
+    cfg.call_check_interval = Some(every);
+    let mut w = Worker::new(Arc::new(cfg), 1);
+    assert_eq!(w.poll_timeout(), None, "no timer before the first message");
+    let t0 = Instant::now();
+    let pkt = invite("load-1@x", "z9hG4bK-l1", "");
+    let pkt = Inbound {
+        data: pkt.as_bytes(),
+        source: CLIENT.parse().unwrap(),
+        local: 0,
+    };
+    let mut out = Collect::default();
+    let v = w.handle(t0, &p, &pkt, &mut out);
+    assert!(matches!(v, Verdict::Forwarded(_)), "{v:?}");
+    let dload = |p: &Plane| p.snapshot.sets()[0].destinations()[0].dload();
+    assert_eq!(dload(&p), 1);
+    assert_eq!(w.poll_timeout(), Some(t0 + every));
+    // Not yet due: nothing happens, the deadline stays.
+    w.handle_timeout(t0 + std::time::Duration::from_secs(10), &p, &mut out);
+    assert_eq!((dload(&p), w.poll_timeout()), (1, Some(t0 + every)));
+    // Due: the unconfirmed call is past ds_hash_initexpire and goes; the timer re-arms.
+    w.handle_timeout(t0 + every, &p, &mut out);
+    assert_eq!(dload(&p), 0);
+    assert_eq!(w.counters().calls_expired, 1);
+    assert_eq!(w.poll_timeout(), Some(t0 + 2 * every));
+    assert_eq!(out.sent.len(), 1, "the timer sent nothing");
 }

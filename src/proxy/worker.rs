@@ -220,6 +220,9 @@ pub struct Counters {
     pub dropped: [u64; Drop::COUNT],
     /// Matches per route (index = route position).
     pub route_hits: Vec<u64>,
+    /// Algorithm-10 calls removed by the expiry timer (`ds_hash_expire` /
+    /// `ds_hash_initexpire`).
+    pub calls_expired: u64,
 }
 
 impl Counters {
@@ -250,6 +253,8 @@ struct State {
     template: ArrayVec<u8, TEMPLATE_CAPACITY>,
     reply: Box<[u8; REPLY_CAPACITY]>,
     rng: u64,
+    /// When this worker next offers to run call-load expiry (armed by the first message).
+    call_expiry: Option<Instant>,
 }
 
 impl Worker {
@@ -273,6 +278,7 @@ impl Worker {
                 template: ArrayVec::new(),
                 reply: Box::new([0; REPLY_CAPACITY]),
                 rng: seed | 1,
+                call_expiry: None,
             },
         }
     }
@@ -280,6 +286,29 @@ impl Worker {
     /// The counters so far.
     pub fn counters(&self) -> &Counters {
         &self.state.counters
+    }
+
+    /// The earliest instant at which [`Worker::handle_timeout`] has work (`None`: no timer
+    /// armed). Timers are armed by the messages that need them, so an idle worker has none.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.state.call_expiry
+    }
+
+    /// Runs the timers due at `now` and re-arms them; what they send goes into `sink`.
+    ///
+    /// Today's one timer: every `ds_hash_check_interval`, offer to run algorithm 10's
+    /// call-load expiry (the first worker to offer in an interval runs it, see
+    /// [`Snapshot::expire_calls_due`](crate::dispatch::Snapshot::expire_calls_due)).
+    pub fn handle_timeout(&mut self, now: Instant, plane: &Plane, _sink: &mut impl Sink) {
+        let s = &mut self.state;
+        if let (Some(due), Some(every)) = (s.call_expiry, s.cfg.call_check_interval)
+            && now >= due
+        {
+            if let Some(n) = plane.snapshot.expire_calls_due(now) {
+                s.counters.calls_expired += n as u64;
+            }
+            s.call_expiry = Some(now + every);
+        }
     }
 
     /// Handles one datagram: scans it, decides, queues what must be sent into `sink`.
@@ -290,6 +319,11 @@ impl Worker {
         pkt: &Inbound<'_>,
         sink: &mut impl Sink,
     ) -> Verdict {
+        if self.state.call_expiry.is_none()
+            && let Some(every) = self.state.cfg.call_check_interval
+        {
+            self.state.call_expiry = Some(now + every);
+        }
         let (verdict, kind) = match parse_datagram(pkt.data, &mut self.headers) {
             Err(Error::KeepAlive) => (Verdict::Dropped(Drop::KeepAlive), None),
             Err(e) => (Verdict::Dropped(Drop::Malformed(e)), None),

@@ -18,15 +18,16 @@ fn round(dp: &mut dyn netio::Datapath, c: &UdpSocket, n: usize) -> (usize, Batch
         c.send_to(format!("INVITE {i} SIP/2.0\r\n\r\n").as_bytes(), to)
             .unwrap();
     }
-    let mut handler = |d: Option<&Datagram<'_>>, ob: &mut Outbox<'_>| {
-        if let Some(d) = d {
+    let mut handler = netio::handler_fn(
+        |_, d: &Datagram<'_>, ob: &mut Outbox<'_>| {
             let _ = ob.push(
                 d.local,
                 d.peer,
                 &[b"Via: x\r\n", &d.data[..6], &d.data[6..]],
             );
-        }
-    };
+        },
+        |_, _| {},
+    );
     let end = Instant::now() + Duration::from_secs(5);
     let (total, allocs) = allocations(|| {
         let mut total = BatchStats::default();

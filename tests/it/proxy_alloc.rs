@@ -79,6 +79,7 @@ fn proxy_message_path_allocates_nothing() {
         max_forwards: 70,
         routes: RouteTable { routes },
         hash_template: Template::parse("$fU@$hdr(X-Alg)").ok(),
+        call_check_interval: None,
     });
     let mut worker = Worker::new(cfg, 9);
     let source: SocketAddr = "198.51.100.17:5062".parse().unwrap();

@@ -10,16 +10,18 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+mod worker;
+
 use crate::dispatch::{DispatchParams, ListErrors, LoadHooks, Snapshot, parse_list};
-use crate::netio::{self, Backend, DatapathChoice, NetConfig, SocketIdx};
-use crate::proxy::{self, Counters, Inbound, LocalSocket, Plane, ProxyConfig, Sink};
+use crate::netio::{self, Backend, DatapathChoice, NetConfig};
+use crate::proxy::{self, Counters, LocalSocket, Plane, ProxyConfig};
 
 /// Everything the daemon needs, already validated (built from the configuration file).
 #[derive(Debug, Clone)]
@@ -83,6 +85,14 @@ impl Shared {
             backend,
             ping_active: AtomicBool::new(true),
             control,
+        }
+    }
+
+    /// Stores worker `n`'s counters (once a second and at exit).
+    pub fn publish(&self, n: usize, counters: &Counters) {
+        let mut all = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = all.get_mut(n) {
+            slot.clone_from(counters);
         }
     }
 
@@ -195,6 +205,7 @@ fn sum(all: &[Counters]) -> Counters {
         total.relayed += c.relayed;
         total.absorbed += c.absorbed;
         total.for_us += c.for_us;
+        total.calls_expired += c.calls_expired;
         for (t, v) in total.replied.iter_mut().zip(c.replied) {
             *t += v;
         }
@@ -350,7 +361,7 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         );
         let t = thread::Builder::new()
             .name(format!("sipdisp-w{n}"))
-            .spawn(move || worker_loop(n, dp.as_mut(), &cfg, &shared, &health, &stop))
+            .spawn(move || worker::run(n, dp.as_mut(), cfg, shared, health, &stop))
             .map_err(|e| DaemonError::Datapath(format!("cannot spawn worker: {e}")))?;
         threads.push(t);
     }
@@ -364,68 +375,6 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         shared,
         _admin: admin,
     })
-}
-
-/// Adapts the datapath's outbox to the proxy's sink.
-struct OutboxSink<'a, 'b>(&'a mut netio::Outbox<'b>);
-
-impl Sink for OutboxSink<'_, '_> {
-    fn send(&mut self, local: usize, to: SocketAddr, pieces: &[&[u8]]) -> bool {
-        self.0.push(SocketIdx(local as u16), to, pieces).is_ok()
-    }
-}
-
-fn worker_loop(
-    n: usize,
-    dp: &mut dyn netio::Datapath,
-    cfg: &Arc<ProxyConfig>,
-    shared: &Shared,
-    health: &crate::health::Health,
-    stop: &AtomicBool,
-) {
-    let (plane, published) = (&shared.plane, &shared.published);
-    let mut worker = proxy::Worker::new(Arc::clone(cfg), 0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1));
-    let mut last_publish = Instant::now();
-    let mut last_error: Option<Instant> = None;
-    while !stop.load(Ordering::Relaxed) {
-        let current = plane.load();
-        let now = Instant::now();
-        let mut handler = |d: Option<&netio::Datagram<'_>>, out: &mut netio::Outbox<'_>| {
-            if let Some(d) = d {
-                let pkt = Inbound {
-                    data: d.data,
-                    source: d.peer,
-                    local: usize::from(d.local.0),
-                };
-                let v = worker.handle(now, &current, &pkt, &mut OutboxSink(out));
-                if let proxy::Verdict::ProbeReply { token, code } = v {
-                    health.on_reply(Instant::now(), &current, token, code);
-                }
-            } else if n == 0 {
-                let active = shared.ping_active.load(Ordering::Relaxed);
-                health.tick(Instant::now(), &current, active, &mut OutboxSink(out));
-            }
-        };
-        if let Err(e) = dp.run_batch(Some(Duration::from_millis(100)), &mut handler) {
-            // Rate-limited: one line per second at most.
-            if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                eprintln!("sipdisp: worker {n}: datapath error: {e}");
-                last_error = Some(Instant::now());
-            }
-        }
-        if last_publish.elapsed() >= Duration::from_secs(1) {
-            publish(n, &worker, published);
-            last_publish = Instant::now();
-        }
-    }
-    publish(n, &worker, published);
-}
-
-fn publish(n: usize, worker: &proxy::Worker, published: &Mutex<Vec<Counters>>) {
-    let mut all = published.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(slot) = all.get_mut(n) {
-        slot.clone_from(worker.counters());
-    }
 }
 
 /// One line summarising counters, for logs.
