@@ -29,12 +29,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::daemon::{Shared, plane_from};
-use crate::dispatch::attrs::Attrs;
 use std::net::SocketAddr;
 
-use crate::dispatch::{DispatchParams, ListEntry, LoadHooks, SetId, Snapshot, parse_list};
-use crate::proxy::Plane;
+use crate::dispatch::attrs::Attrs;
+
+use crate::dispatch::{Carry, DispatchParams, ListEntry, LoadHooks, SetId, Snapshot, parse_list};
+use crate::plane::{Plane, Shared, successor};
 
 /// Why a control operation was refused. [`ControlError::message`] is Kamailio's fault text;
 /// [`ControlError::details`] says what exactly was wrong.
@@ -105,9 +105,30 @@ struct Inner {
     seen: Option<SystemTime>,
 }
 
-/// The control plane's configuration and its serialising lock. Lives in [`Shared`].
-#[derive(Debug)]
+/// What the admin plane may do, and all it knows of the control plane: read the shared state
+/// and ask for the changes that publish a new plane.
+pub trait Commands: Send + Sync {
+    /// The shared state (current plane, counters, `ping_active`).
+    fn shared(&self) -> &Shared;
+    /// `dispatcher.reload`.
+    fn reload(&self) -> Result<Outcome, ControlError>;
+    /// `dispatcher.add group address flags priority attrs`.
+    fn add(
+        &self,
+        set: u32,
+        uri: &str,
+        flags: u32,
+        priority: i32,
+        attrs: &str,
+    ) -> Result<Outcome, ControlError>;
+    /// `dispatcher.remove group address`.
+    fn remove(&self, set: u32, uri: &str) -> Result<Outcome, ControlError>;
+}
+
+/// The control plane: the shared state it publishes into, its configuration and its
+/// serialising lock.
 pub struct Control {
+    shared: Arc<Shared>,
     list_file: PathBuf,
     params: DispatchParams,
     persist: bool,
@@ -120,23 +141,23 @@ fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-fn seed() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-}
-
 fn count(p: &Plane) -> (usize, usize) {
     let s = p.snapshot.sets();
     (s.len(), s.iter().map(|x| x.len()).sum())
 }
 
 impl Control {
-    /// A control plane for `list_file` (as loaded at start) with these parameters;
-    /// `persist`: write add/remove back to the file.
-    pub fn new(list_file: PathBuf, params: DispatchParams, persist: bool) -> Control {
+    /// A control plane publishing into `shared`, for `list_file` (as loaded at start) with
+    /// these parameters; `persist`: write add/remove back to the file.
+    pub fn new(
+        shared: Arc<Shared>,
+        list_file: PathBuf,
+        params: DispatchParams,
+        persist: bool,
+    ) -> Control {
         let seen = mtime(&list_file);
         Control {
+            shared,
             list_file,
             params,
             persist,
@@ -172,6 +193,11 @@ impl Control {
         )
     }
 
+    /// The shared state this control plane publishes into.
+    pub fn shared_arc(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
     /// The list file.
     pub fn list_file(&self) -> &Path {
         &self.list_file
@@ -199,7 +225,7 @@ impl Control {
 
     /// `dispatcher.reload` / SIGHUP / the watcher: re-reads the list file and swaps the plane;
     /// on any error the current plane stays.
-    pub fn reload(&self, shared: &Shared) -> Result<Outcome, ControlError> {
+    pub fn reload(&self) -> Result<Outcome, ControlError> {
         let mut inner = self.lock();
         self.admit(&mut inner, Instant::now())?;
         let seen = mtime(&self.list_file);
@@ -214,12 +240,18 @@ impl Control {
             .parse(&name, &text, &self.params)
             .map_err(|e| ControlError::Reload(e.0.iter().map(ToString::to_string).collect()))?;
         let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
-        let mut snapshot = Snapshot::build(&loaded.entries, self.params.clone(), seed());
-        let old = shared.plane.load_full();
-        snapshot.carry_state_from(&old.snapshot, self.params.retain_state);
-        let plane = plane_from(snapshot, &name, &mut warnings);
+        let old = self.shared.plane.load_full();
+        let carry = Carry::for_reload(self.params.retain_state);
+        let plane = successor(
+            &old,
+            &loaded.entries,
+            &self.params,
+            carry,
+            &name,
+            &mut warnings,
+        );
         let (sets, destinations) = count(&plane);
-        shared.plane.store(Arc::new(plane));
+        self.shared.plane.store(Arc::new(plane));
         inner.seen = seen;
         Ok(Outcome {
             warnings,
@@ -229,17 +261,13 @@ impl Control {
     }
 
     /// Rebuilds the plane from `entries` (Kamailio's add/remove rebuild) and swaps it.
-    fn rebuild(&self, shared: &Shared, old: &Plane, entries: Vec<ListEntry>) -> Outcome {
+    fn rebuild(&self, old: &Plane, entries: Vec<ListEntry>) -> Outcome {
         let name = self.list_file.display().to_string();
-        let mut snapshot = Snapshot::build(&entries, self.params.clone(), seed());
-        snapshot.carry_state_from(&old.snapshot, self.params.retain_state);
-        if !self.params.retain_state {
-            carry_loads(&snapshot, &old.snapshot);
-        }
+        let carry = Carry::for_rebuild(self.params.retain_state);
         let mut warnings = Vec::new();
-        let plane = plane_from(snapshot, &name, &mut warnings);
+        let plane = successor(old, &entries, &self.params, carry, &name, &mut warnings);
         let (sets, destinations) = count(&plane);
-        shared.plane.store(Arc::new(plane));
+        self.shared.plane.store(Arc::new(plane));
         Outcome {
             warnings,
             sets,
@@ -250,7 +278,6 @@ impl Control {
     /// `dispatcher.add group address [flags [priority [attrs]]]` (§8).
     pub fn add(
         &self,
-        shared: &Shared,
         set: u32,
         uri: &str,
         flags: u32,
@@ -273,10 +300,10 @@ impl Control {
             self.persist_with(&mut inner, |text| with_added(text, line.trim_end()))
                 .map_err(fail)?;
         }
-        let old = shared.plane.load_full();
+        let old = self.shared.plane.load_full();
         let mut entries = current_entries(&old.snapshot);
         entries.push(entry);
-        let mut out = self.rebuild(shared, &old, entries);
+        let mut out = self.rebuild(&old, entries);
         out.warnings
             .extend(aw.iter().map(|w| format!("attrs: {w}")));
         Ok(out)
@@ -284,7 +311,7 @@ impl Control {
 
     /// `dispatcher.remove group address` (§8): drops every destination of the set whose URI
     /// is byte-equal to the normalised address; removing nothing still rebuilds.
-    pub fn remove(&self, shared: &Shared, set: u32, uri: &str) -> Result<Outcome, ControlError> {
+    pub fn remove(&self, set: u32, uri: &str) -> Result<Outcome, ControlError> {
         let mut inner = self.lock();
         self.admit(&mut inner, Instant::now())?;
         let fail = |why: String| ControlError::Remove(vec![why]);
@@ -296,12 +323,12 @@ impl Control {
             })
             .map_err(fail)?;
         }
-        let old = shared.plane.load_full();
+        let old = self.shared.plane.load_full();
         let entries = current_entries(&old.snapshot)
             .into_iter()
             .filter(|e| !(e.set.0 == set && e.uri == target.uri))
             .collect();
-        Ok(self.rebuild(shared, &old, entries))
+        Ok(self.rebuild(&old, entries))
     }
 
     /// Normalises and checks an address exactly like a list-file line (`sip:` prefix rule).
@@ -365,6 +392,31 @@ impl Control {
     }
 }
 
+impl Commands for Control {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn reload(&self) -> Result<Outcome, ControlError> {
+        Control::reload(self)
+    }
+
+    fn add(
+        &self,
+        set: u32,
+        uri: &str,
+        flags: u32,
+        priority: i32,
+        attrs: &str,
+    ) -> Result<Outcome, ControlError> {
+        Control::add(self, set, uri, flags, priority, attrs)
+    }
+
+    fn remove(&self, set: u32, uri: &str) -> Result<Outcome, ControlError> {
+        Control::remove(self, set, uri)
+    }
+}
+
 /// The current destinations as list entries, in the order Kamailio's add/remove rebuild
 /// re-inserts them (sets in listing order, destinations in array order), with current flags.
 fn current_entries(s: &Snapshot) -> Vec<ListEntry> {
@@ -387,27 +439,6 @@ fn current_entries(s: &Snapshot) -> Vec<ListEntry> {
         }
     }
     out
-}
-
-/// Kamailio keeps each destination's call load (`dload`) across add/remove even though it
-/// resets everything else; matched by set, URI (case-insensitive), socket, occurrence.
-fn carry_loads(new: &Snapshot, old: &Snapshot) {
-    for set in new.sets() {
-        let Some(os) = old.set(set.id) else { continue };
-        let mut taken = vec![false; os.len()];
-        for d in set.destinations() {
-            let found = os.destinations().iter().enumerate().position(|(k, o)| {
-                !taken[k] && o.uri.eq_ignore_ascii_case(&d.uri) && o.socket() == d.socket()
-            });
-            if let Some(k) = found {
-                taken[k] = true;
-                d.rt.dload.store(
-                    os.destinations()[k].dload(),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-            }
-        }
-    }
 }
 
 /// The list file with `line` appended (a newline added first when the file lacks one).
@@ -464,8 +495,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Runs a reload for a log-only trigger (SIGHUP, the watcher) and logs the outcome.
-pub fn reload_and_log(shared: &Shared, why: &str) -> bool {
-    match shared.control.reload(shared) {
+pub fn reload_and_log(control: &Control, why: &str) -> bool {
+    match control.reload() {
         Ok(o) => {
             for w in &o.warnings {
                 eprintln!("sipdisp: warning: {w}");
@@ -490,7 +521,7 @@ pub fn reload_and_log(shared: &Shared, why: &str) -> bool {
 /// it changed. A reload refused by the rate limit is retried on the next poll; a file with
 /// errors is reported once per change. Stops when `stop` is set.
 pub fn spawn_watcher(
-    shared: Arc<Shared>,
+    control: Arc<Control>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
@@ -503,10 +534,10 @@ pub fn spawn_watcher(
                     continue;
                 }
                 last_poll = Instant::now();
-                if !shared.control.changed_on_disk() {
+                if !control.changed_on_disk() {
                     continue;
                 }
-                match shared.control.reload(&shared) {
+                match control.reload() {
                     Ok(o) => eprintln!(
                         "sipdisp: reloaded (list file changed): {} sets, {} destinations",
                         o.sets, o.destinations
@@ -516,7 +547,7 @@ pub fn spawn_watcher(
                         eprintln!(
                             "sipdisp: reload (list file changed) refused, old list kept: {e}"
                         );
-                        shared.control.mark_seen();
+                        control.mark_seen();
                     }
                 }
             }
@@ -526,6 +557,16 @@ pub fn spawn_watcher(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_shared() -> Arc<Shared> {
+        let p = DispatchParams::default();
+        let snap = Snapshot::build(&[], p, 1);
+        Arc::new(Shared::new(
+            crate::plane::plane_from(snap, "t", &mut Vec::new()),
+            1,
+            crate::netio::Backend::Memory,
+        ))
+    }
 
     #[test]
     fn rewriting_keeps_comments_and_other_lines() {
@@ -566,6 +607,7 @@ mod tests {
     #[test]
     fn rate_limit_shared_and_taken_before_work() {
         let c = Control::new(
+            test_shared(),
             PathBuf::from("/nonexistent/d.list"),
             DispatchParams::default(),
             false,
@@ -577,6 +619,7 @@ mod tests {
         assert_eq!(e.message(), "Ongoing reload");
         assert!(c.admit(&mut i, t0 + Duration::from_secs(5)).is_ok());
         let c0 = Control::new(
+            test_shared(),
             PathBuf::from("x"),
             DispatchParams {
                 reload_delta: Duration::ZERO,
@@ -590,7 +633,12 @@ mod tests {
 
     #[test]
     fn addresses_are_normalised_like_list_lines() {
-        let c = Control::new(PathBuf::from("x"), DispatchParams::default(), false);
+        let c = Control::new(
+            test_shared(),
+            PathBuf::from("x"),
+            DispatchParams::default(),
+            false,
+        );
         assert_eq!(
             &*c.checked_entry(1, "10.0.0.9:5070").unwrap().uri,
             b"sip:10.0.0.9:5070"

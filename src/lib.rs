@@ -15,6 +15,8 @@
 //!   what its JSON-RPC methods do (reload, add, remove, set_state); [`ctl`] is its client.
 //! * [`config`]: the TOML configuration file (Kamailio names for dispatcher parameters) with
 //!   located errors, and the `check` report; [`cli`]: the command line.
+//! * [`plane`]: the published destination plane (snapshot + resolved addresses), plane
+//!   building and carry-over, and the state workers, control and admin share.
 //! * [`daemon`]: wiring — loads the plane, starts workers, the admin listener and probing.
 //!
 //! `docs/architecture.md` says how a message flows and where state lives.
@@ -28,4 +30,5 @@ pub mod daemon;
 pub mod dispatch;
 pub mod health;
 pub mod netio;
+pub mod plane;
 pub mod proxy;

@@ -85,7 +85,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     while !term.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if hup.swap(false, Ordering::Relaxed) {
-            sipdisp::control::reload_and_log(&running.shared(), "SIGHUP");
+            sipdisp::control::reload_and_log(&running.control(), "SIGHUP");
         }
     }
     eprintln!("sipdisp: stopping");

@@ -18,17 +18,17 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use super::{Response, Route};
-use crate::daemon::Shared;
 use crate::dispatch::Flags;
 use crate::health::{Health, Labels, dest_labels};
+use crate::plane::Shared;
 use crate::proxy::{Drop, METHODS, Verdict};
 
 /// The content type of the exposition (OpenMetrics text 1.0, which Prometheus negotiates).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The `/metrics` route.
-pub fn route(shared: &Arc<Shared>, health: &Arc<Health>) -> Route {
-    let (s, h) = (Arc::clone(shared), Arc::clone(health));
+pub fn route(shared: Arc<Shared>, health: Arc<Health>) -> Route {
+    let (s, h) = (shared, health);
     Route {
         method: "GET",
         path: "/metrics",

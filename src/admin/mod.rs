@@ -11,3 +11,27 @@ pub mod metrics;
 pub mod rpc;
 
 pub use http::{AdminServer, Request, Response, Route};
+
+use std::sync::Arc;
+
+use crate::control::Control;
+use crate::health::Health;
+
+/// Every admin endpoint: `/health`, `POST /RPC` (through the control plane's
+/// [`Commands`](crate::control::Commands)) and `/metrics`.
+pub fn routes(control: Arc<Control>, health: Arc<Health>) -> Vec<Route> {
+    let metrics = metrics::route(control.shared_arc(), health);
+    vec![
+        Route {
+            method: "GET",
+            path: "/health",
+            handler: Box::new(|_| Response::text(200, "ok\n")),
+        },
+        Route {
+            method: "POST",
+            path: "/RPC",
+            handler: Box::new(move |r| rpc::handle(&*control, &r.body)),
+        },
+        metrics,
+    ]
+}

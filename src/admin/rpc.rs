@@ -26,12 +26,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Response;
-use crate::control::ControlError;
-use crate::daemon::Shared;
+use crate::control::{Commands, ControlError};
 use crate::dispatch::runtime::Target;
 use crate::dispatch::state::parse_rpc_state;
 use crate::dispatch::{Pick, SetId, StateError, ds_hash};
-use crate::proxy::Plane;
+use crate::plane::Plane;
 
 /// A JSON-RPC fault: HTTP status = `code` when it is a valid HTTP status, else 400.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,7 +109,7 @@ impl Params<'_> {
     }
 }
 
-type Method = fn(&Shared, &Params<'_>) -> Result<String, Fault>;
+type Method = fn(&dyn Commands, &Params<'_>) -> Result<String, Fault>;
 
 /// Every method, by name.
 pub const METHODS: &[(&str, Method)] = &[
@@ -147,7 +146,7 @@ fn fault_response(f: &Fault, id: Option<&Value>) -> Response {
 }
 
 /// Handles one `POST /RPC` body.
-pub fn handle(shared: &Shared, body: &[u8]) -> Response {
+pub fn handle(ctl: &dyn Commands, body: &[u8]) -> Response {
     let req: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) => {
@@ -174,7 +173,7 @@ pub fn handle(shared: &Shared, body: &[u8]) -> Response {
         _ => &empty,
     };
     let result = match METHODS.iter().find(|(n, _)| *n == method) {
-        Some((_, f)) => f(shared, &Params(params)),
+        Some((_, f)) => f(ctl, &Params(params)),
         None => Err(Fault::new("Method Not Found")),
     };
     match result {
@@ -369,9 +368,9 @@ fn list_of(plane: &Plane, mode: Option<&str>) -> Option<ListOut> {
     })
 }
 
-fn list(shared: &Shared, p: &Params<'_>) -> Result<String, Fault> {
+fn list(ctl: &dyn Commands, p: &Params<'_>) -> Result<String, Fault> {
     let mode = p.opt_str(0)?;
-    let plane = shared.plane.load();
+    let plane = ctl.shared().plane.load();
     let out = list_of(&plane, mode.as_deref()).ok_or_else(|| Fault::new("No Destination Sets"))?;
     json(&out)
 }
@@ -396,18 +395,18 @@ fn ok(text: &str) -> Result<String, Fault> {
     json(&text)
 }
 
-fn set_state(shared: &Shared, p: &Params<'_>) -> Result<String, Fault> {
-    apply_state(shared, p, |b| Target::Uri(b))
+fn set_state(ctl: &dyn Commands, p: &Params<'_>) -> Result<String, Fault> {
+    apply_state(ctl, p, |b| Target::Uri(b))
 }
 
-fn set_duid_state(shared: &Shared, p: &Params<'_>) -> Result<String, Fault> {
-    apply_state(shared, p, |b| Target::Duid(b))
+fn set_duid_state(ctl: &dyn Commands, p: &Params<'_>) -> Result<String, Fault> {
+    apply_state(ctl, p, |b| Target::Duid(b))
 }
 
 /// `set_state` / `set_duid_state`: params (state, group, address-or-duid | `all`); `by` makes
 /// the target from the third parameter.
 fn apply_state(
-    shared: &Shared,
+    ctl: &dyn Commands,
     p: &Params<'_>,
     by: for<'b> fn(&'b [u8]) -> Target<'b>,
 ) -> Result<String, Fault> {
@@ -418,7 +417,7 @@ fn apply_state(
     } else {
         by(which.as_bytes())
     };
-    let plane = shared.plane.load();
+    let plane = ctl.shared().plane.load();
     plane
         .snapshot
         .set_state(set, target, bits)
@@ -432,8 +431,8 @@ fn log_warnings(what: &str, w: &[String]) {
     }
 }
 
-fn reload(shared: &Shared, _: &Params<'_>) -> Result<String, Fault> {
-    match shared.control.reload(shared) {
+fn reload(ctl: &dyn Commands, _: &Params<'_>) -> Result<String, Fault> {
+    match ctl.reload() {
         Ok(o) => {
             log_warnings("reload", &o.warnings);
             eprintln!(
@@ -449,26 +448,24 @@ fn reload(shared: &Shared, _: &Params<'_>) -> Result<String, Fault> {
     }
 }
 
-fn add(shared: &Shared, p: &Params<'_>) -> Result<String, Fault> {
+fn add(ctl: &dyn Commands, p: &Params<'_>) -> Result<String, Fault> {
     let (set, uri) = (group(p, 0)?, p.str(1)?);
     let flags = p.opt_int(2)?.unwrap_or(0);
     let flags = u32::try_from(flags).map_err(|_| Fault::invalid_params())?;
     let prio = p.opt_int(3)?.unwrap_or(0);
     let prio = i32::try_from(prio).map_err(|_| Fault::invalid_params())?;
     let attrs = p.opt_str(4)?.unwrap_or_default();
-    let o = shared
-        .control
-        .add(shared, set.0, &uri, flags, prio, &attrs)
+    let o = ctl
+        .add(set.0, &uri, flags, prio, &attrs)
         .inspect_err(|e| eprintln!("sipdisp: dispatcher.add refused: {e}"))?;
     log_warnings("dispatcher.add", &o.warnings);
     ok("Ok. Dispatcher destination added.")
 }
 
-fn remove(shared: &Shared, p: &Params<'_>) -> Result<String, Fault> {
+fn remove(ctl: &dyn Commands, p: &Params<'_>) -> Result<String, Fault> {
     let (set, uri) = (group(p, 0)?, p.str(1)?);
-    let o = shared
-        .control
-        .remove(shared, set.0, &uri)
+    let o = ctl
+        .remove(set.0, &uri)
         .inspect_err(|e| eprintln!("sipdisp: dispatcher.remove refused: {e}"))?;
     log_warnings("dispatcher.remove", &o.warnings);
     ok("Ok. Dispatcher destination removed.")
@@ -484,11 +481,11 @@ struct PingOut {
     old_ping_state: i64,
 }
 
-fn ping_active(shared: &Shared, p: &Params<'_>) -> Result<String, Fault> {
+fn ping_active(ctl: &dyn Commands, p: &Params<'_>) -> Result<String, Fault> {
     let new = p.opt_int(0)?;
     let old = match new {
-        Some(v) => shared.ping_active.swap(v != 0, Ordering::Relaxed),
-        None => shared.ping_active.load(Ordering::Relaxed),
+        Some(v) => ctl.shared().ping_active.swap(v != 0, Ordering::Relaxed),
+        None => ctl.shared().ping_active.load(Ordering::Relaxed),
     };
     json(&PingOut {
         new_ping_state: new,
@@ -502,7 +499,7 @@ struct HashOut {
     slot: u32,
 }
 
-fn hash(_: &Shared, p: &Params<'_>) -> Result<String, Fault> {
+fn hash(_: &dyn Commands, p: &Params<'_>) -> Result<String, Fault> {
     let (n, x, y) = (p.int(0)?, p.str(1)?, p.opt_str(2)?);
     let h = ds_hash(Some(x.as_bytes()), y.as_deref().map(str::as_bytes));
     let slot = if n > 0 {
@@ -513,7 +510,7 @@ fn hash(_: &Shared, p: &Params<'_>) -> Result<String, Fault> {
     json(&HashOut { hashid: h, slot })
 }
 
-fn version(_: &Shared, _: &Params<'_>) -> Result<String, Fault> {
+fn version(_: &dyn Commands, _: &Params<'_>) -> Result<String, Fault> {
     json(&format!(
         "sipdisp {} ({}/{})",
         env!("CARGO_PKG_VERSION"),
@@ -529,8 +526,8 @@ struct UptimeOut {
     uptime: u64,
 }
 
-fn uptime(shared: &Shared, _: &Params<'_>) -> Result<String, Fault> {
-    let up = shared.started.elapsed();
+fn uptime(ctl: &dyn Commands, _: &Params<'_>) -> Result<String, Fault> {
+    let up = ctl.shared().started.elapsed();
     let now = SystemTime::now();
     let since = now.checked_sub(up).unwrap_or(UNIX_EPOCH);
     json(&UptimeOut {
@@ -540,7 +537,7 @@ fn uptime(shared: &Shared, _: &Params<'_>) -> Result<String, Fault> {
     })
 }
 
-fn list_methods(_: &Shared, _: &Params<'_>) -> Result<String, Fault> {
+fn list_methods(_: &dyn Commands, _: &Params<'_>) -> Result<String, Fault> {
     json(&METHODS.iter().map(|(n, _)| *n).collect::<Vec<_>>())
 }
 

@@ -8,20 +8,19 @@
 //! control plane (reload, later issues) stores a new one. Nothing on the message path takes a
 //! lock. Counters are per worker, published to the main thread once per second and at exit.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Instant;
-
-use arc_swap::ArcSwap;
 
 mod worker;
 
-use crate::dispatch::{DispatchParams, ListErrors, LoadHooks, Snapshot, parse_list};
+use crate::control::Control;
+use crate::dispatch::DispatchParams;
 use crate::netio::{self, Backend, DatapathChoice, NetConfig};
-use crate::proxy::{self, Counters, LocalSocket, Plane, ProxyConfig};
+use crate::plane::{LoadError, Plane, Shared, load_plane};
+use crate::proxy::{self, Counters, LocalSocket, ProxyConfig};
 
 /// Everything the daemon needs, already validated (built from the configuration file).
 #[derive(Debug, Clone)]
@@ -54,86 +53,12 @@ pub struct Settings {
     pub event_hook: Option<PathBuf>,
 }
 
-/// What the control plane (admin endpoints, reload, probing) shares with the workers.
-pub struct Shared {
-    /// The current destination plane; workers load it once per batch.
-    pub plane: ArcSwap<Plane>,
-    /// Each worker's counters as last published (once a second and at exit).
-    pub published: Mutex<Vec<Counters>>,
-    /// When the daemon started.
-    pub started: Instant,
-    /// The datapath in use.
-    pub backend: Backend,
-    /// `dispatcher.ping_active`: false suspends keepalives (states untouched). Default true.
-    pub ping_active: AtomicBool,
-    /// Reload, add, remove and their rate limit (`crate::control`).
-    pub control: crate::control::Control,
-}
-
-impl Shared {
-    /// Shared state for `workers` workers around `plane`.
-    pub fn new(
-        plane: Plane,
-        workers: usize,
-        backend: Backend,
-        control: crate::control::Control,
-    ) -> Shared {
-        Shared {
-            plane: ArcSwap::from_pointee(plane),
-            published: Mutex::new(vec![Counters::default(); workers]),
-            started: Instant::now(),
-            backend,
-            ping_active: AtomicBool::new(true),
-            control,
-        }
-    }
-
-    /// Stores worker `n`'s counters (once a second and at exit).
-    pub fn publish(&self, n: usize, counters: &Counters) {
-        let mut all = self.published.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = all.get_mut(n) {
-            slot.clone_from(counters);
-        }
-    }
-
-    /// The counters of all workers, summed.
-    pub fn counters(&self) -> Counters {
-        sum(&self.published.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-/// The admin endpoints. Every control-plane feature adds its routes here.
-fn admin_routes(shared: &Arc<Shared>) -> Vec<crate::admin::Route> {
-    use crate::admin::{Response, Route};
-    let rpc = Arc::clone(shared);
-    vec![
-        Route {
-            method: "GET",
-            path: "/health",
-            handler: Box::new(|_| Response::text(200, "ok\n")),
-        },
-        Route {
-            method: "POST",
-            path: "/RPC",
-            handler: Box::new(move |r| crate::admin::rpc::handle(&rpc, &r.body)),
-        },
-    ]
-}
-
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// The list file could not be read.
-    #[error("cannot read destination list {path}: {source}")]
-    ListRead {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The list file has errors (every bad line is listed).
-    #[error("{0}")]
-    List(ListErrors),
+    /// The destination list could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
     /// The datapath could not be chosen or opened.
     #[error("datapath: {0}")]
     Datapath(String),
@@ -163,6 +88,7 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
     shared: Arc<Shared>,
+    control: Arc<Control>,
     _admin: Option<crate::admin::AdminServer>,
 }
 
@@ -187,6 +113,11 @@ impl Running {
         Arc::clone(&self.shared)
     }
 
+    /// The control plane (reload, add, remove).
+    pub fn control(&self) -> Arc<Control> {
+        Arc::clone(&self.control)
+    }
+
     /// Waits for every worker to exit (after the stop flag is set) and returns the final
     /// counters.
     pub fn join(self) -> Counters {
@@ -195,86 +126,6 @@ impl Running {
         }
         self.shared.counters()
     }
-}
-
-fn sum(all: &[Counters]) -> Counters {
-    let mut total = Counters::default();
-    for c in all {
-        total.forwarded += c.forwarded;
-        total.routed += c.routed;
-        total.relayed += c.relayed;
-        total.absorbed += c.absorbed;
-        total.for_us += c.for_us;
-        total.calls_expired += c.calls_expired;
-        for (t, v) in total.replied.iter_mut().zip(c.replied) {
-            *t += v;
-        }
-        for (t, v) in total.dropped.iter_mut().zip(c.dropped) {
-            *t += v;
-        }
-        for (t, v) in total.requests.iter_mut().zip(&c.requests) {
-            t.iter_mut().zip(v).for_each(|(t, v)| *t += v);
-        }
-        for (t, v) in total.responses.iter_mut().zip(c.responses) {
-            *t += v;
-        }
-        if total.route_hits.len() < c.route_hits.len() {
-            total.route_hits.resize(c.route_hits.len(), 0);
-        }
-        for (t, v) in total.route_hits.iter_mut().zip(&c.route_hits) {
-            *t += v;
-        }
-    }
-    total
-}
-
-/// Reads the list file and builds the destination plane, resolving host names once (here,
-/// never on the message path). Unresolvable destinations stay selectable but unreachable
-/// (their requests get a 503), and are reported in the returned warnings.
-pub fn load_plane(
-    path: &std::path::Path,
-    params: &DispatchParams,
-    listen: &[SocketAddr],
-) -> Result<(Plane, Vec<String>), DaemonError> {
-    let text = std::fs::read(path).map_err(|source| DaemonError::ListRead {
-        path: path.to_owned(),
-        source,
-    })?;
-    let name = path.display().to_string();
-    let local = |s: &[u8]| proxy::socket_attr_is_local(s, listen);
-    let hooks = LoadHooks {
-        socket_is_local: Some(&local),
-    };
-    let loaded = parse_list(&name, &text, params, &hooks).map_err(DaemonError::List)?;
-    let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    let snapshot = Snapshot::build(&loaded.entries, params.clone(), seed);
-    let plane = plane_from(snapshot, &name, &mut warnings);
-    Ok((plane, warnings))
-}
-
-/// Resolves every destination of `snapshot` into a plane (IP literals directly, names once
-/// through the system resolver); names that do not resolve are added to `warnings`.
-pub fn plane_from(snapshot: Snapshot, name: &str, warnings: &mut Vec<String>) -> Plane {
-    Plane::new(snapshot, |d| {
-        proxy::literal_addr(d).or_else(|| {
-            let host = String::from_utf8_lossy(d.host()).into_owned();
-            let found = (host.as_str(), d.port().unwrap_or(5060))
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next());
-            if found.is_none() {
-                warnings.push(format!(
-                    "{name}:{}: destination {} does not resolve",
-                    d.line,
-                    String::from_utf8_lossy(&d.uri)
-                ));
-            }
-            found
-        })
-    })
 }
 
 /// Starts the daemon: loads the plane, opens the datapaths, spawns the workers. Returns once
@@ -321,20 +172,22 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let control = crate::control::Control::new(
-        settings.list_file.clone(),
-        settings.params.clone(),
-        settings.persist_rpc_changes,
-    )
-    .with_listen(settings.listen.clone());
-    let shared = Arc::new(Shared::new(plane, datapaths.len(), backend, control));
+    let shared = Arc::new(Shared::new(plane, datapaths.len(), backend));
+    let control = Arc::new(
+        Control::new(
+            Arc::clone(&shared),
+            settings.list_file.clone(),
+            settings.params.clone(),
+            settings.persist_rpc_changes,
+        )
+        .with_listen(settings.listen.clone()),
+    );
     // Keepalives, their replies, events (crate::health); /metrics reads its counters.
     let health = Arc::new(crate::health::Health::new(
         proxy_cfg.sockets.clone(),
         settings.event_hook.clone(),
     ));
-    let mut routes = admin_routes(&shared);
-    routes.push(crate::admin::metrics::route(&shared, &health));
+    let routes = crate::admin::routes(Arc::clone(&control), Arc::clone(&health));
     let admin = match &settings.admin {
         Some((addr, token)) => Some(
             crate::admin::AdminServer::start(*addr, token.clone(), routes).map_err(|source| {
@@ -348,7 +201,7 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
     };
     let mut threads = Vec::new();
     if settings.watch_list_file {
-        let w = crate::control::spawn_watcher(Arc::clone(&shared), Arc::clone(&stop))
+        let w = crate::control::spawn_watcher(Arc::clone(&control), Arc::clone(&stop))
             .map_err(|e| DaemonError::Datapath(format!("cannot spawn list watcher: {e}")))?;
         threads.push(w);
     }
@@ -373,6 +226,7 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         stop,
         threads,
         shared,
+        control,
         _admin: admin,
     })
 }

@@ -41,7 +41,7 @@ pub use list::{
 pub use params::{DispatchParams, HashFailover};
 pub use routes::{Rule, RulesError, parse_rules};
 pub use select::{Algorithm, Key, ListKind, Mode, Request, SelectError, Selected};
-pub use snapshot::{Destination, Set, Snapshot};
+pub use snapshot::{Carry, Destination, Set, Snapshot};
 pub use state::{Event, Flags, StateError, Thresholds};
 
 /// Locks a mutex whose holder may have panicked: the data behind dispatch's few locks stays

@@ -399,19 +399,16 @@ impl Snapshot {
         &self.sets[pick.set_pos as usize].dests[pick.idx.0 as usize]
     }
 
-    /// Moves runtime state from the previous snapshot into this one (before publishing it).
+    /// Moves runtime state from the previous snapshot into this one (before publishing it):
+    /// the one carry-over every reload, add and remove goes through (see [`Carry`]).
     ///
-    /// The call-load table is always shared (as Kamailio keeps it). With `retain_state`
-    /// (sipdisp default) destinations with the same identity (set id, URI compared
-    /// case-insensitively, socket attribute, n-th occurrence) keep their flags — unless the file
-    /// changed that destination's flags —, threshold counter, call load, run-time rweight and
-    /// latency statistics, and round-robin cursors continue. Without it (Kamailio), everything
-    /// starts from the file and call loads restart at 0.
-    pub fn carry_state_from(&mut self, old: &Snapshot, retain_state: bool) {
+    /// The call-load table is always shared (as Kamailio keeps it). Destinations are matched
+    /// by identity: set id, URI compared case-insensitively, socket attribute, n-th occurrence.
+    pub fn carry_state_from(&mut self, old: &Snapshot, carry: Carry) {
         if let (Some(_), Some(oc)) = (&self.calls, &old.calls) {
             self.calls = Some(Arc::clone(oc));
         }
-        if !retain_state {
+        if carry == Carry::CallTable {
             return;
         }
         for set in self.sets.iter() {
@@ -425,32 +422,83 @@ impl Snapshot {
                 let Some(k) = found else { continue };
                 taken[k] = true;
                 let o = &os.dests[k];
-                if o.file_flags == d.file_flags {
-                    let (f, c) = unpack(o.rt.state.load(Relaxed));
-                    changed |= f != Flags(d.file_flags);
-                    d.store_state(f, c);
-                }
                 d.rt.dload.store(o.dload(), Relaxed);
-                if o.attrs.rweight == d.attrs.rweight {
-                    d.rt.rweight.store(o.rweight(), Relaxed);
+                if carry == Carry::All {
+                    changed |= d.take_runtime_from(o);
                 }
-                let l = o.latency();
-                *lock(&d.rt.latency) = l;
-                d.rt.est_bits.store(l.estimate.to_bits(), Relaxed);
-                d.rt.avg_bits.store(l.average.to_bits(), Relaxed);
             }
-            let nr = set.dests.len();
-            set.rt.last.store(os.rt.last.load(Relaxed) % nr, Relaxed);
-            set.rt
-                .wlast
-                .store(os.rt.wlast.load(Relaxed) % TABLE_SLOTS, Relaxed);
-            set.rt
-                .rwlast
-                .store(os.rt.rwlast.load(Relaxed) % TABLE_SLOTS, Relaxed);
-            if changed {
-                set.rebuild_rweights();
+            if carry == Carry::All {
+                let nr = set.dests.len();
+                set.rt.last.store(os.rt.last.load(Relaxed) % nr, Relaxed);
+                set.rt
+                    .wlast
+                    .store(os.rt.wlast.load(Relaxed) % TABLE_SLOTS, Relaxed);
+                set.rt
+                    .rwlast
+                    .store(os.rt.rwlast.load(Relaxed) % TABLE_SLOTS, Relaxed);
+                if changed {
+                    set.rebuild_rweights();
+                }
             }
         }
+    }
+}
+
+/// Which runtime state a new snapshot takes over from the one it replaces
+/// ([`Snapshot::carry_state_from`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carry {
+    /// `retain_state` (sipdisp's default), for reload, add and remove: destinations that remain
+    /// keep their flags — unless the file changed that destination's flags —, threshold
+    /// counter, call load, run-time rweight and latency statistics; round-robin and weight
+    /// cursors continue.
+    All,
+    /// Kamailio's add/remove rebuild: the call table and each remaining destination's call
+    /// load; everything else starts from the entries.
+    CallLoads,
+    /// Kamailio's reload: the call table only; states and call loads start from the file.
+    CallTable,
+}
+
+impl Carry {
+    /// What a reload carries over (`retain_state`: everything; otherwise Kamailio's rule).
+    pub fn for_reload(retain_state: bool) -> Carry {
+        if retain_state {
+            Carry::All
+        } else {
+            Carry::CallTable
+        }
+    }
+
+    /// What `dispatcher.add` / `remove` carry over.
+    pub fn for_rebuild(retain_state: bool) -> Carry {
+        if retain_state {
+            Carry::All
+        } else {
+            Carry::CallLoads
+        }
+    }
+}
+
+impl Destination {
+    /// Takes `o`'s flags (when the file flags are the same), counter, rweight (when the
+    /// attribute is the same) and latency statistics; true when the flags differ from the
+    /// file's.
+    fn take_runtime_from(&self, o: &Destination) -> bool {
+        let mut changed = false;
+        if o.file_flags == self.file_flags {
+            let (f, c) = unpack(o.rt.state.load(Relaxed));
+            changed = f != Flags(self.file_flags);
+            self.store_state(f, c);
+        }
+        if o.attrs.rweight == self.attrs.rweight {
+            self.rt.rweight.store(o.rweight(), Relaxed);
+        }
+        let l = o.latency();
+        *lock(&self.rt.latency) = l;
+        self.rt.est_bits.store(l.estimate.to_bits(), Relaxed);
+        self.rt.avg_bits.store(l.average.to_bits(), Relaxed);
+        changed
     }
 }
 
@@ -559,7 +607,7 @@ mod tests {
         old.set(SetId(2)).unwrap().dests[0].store_state(Flags(Flags::INACTIVE), 0);
         let text = "1 SIP:B\n1 sip:a\n1 sip:b\n2 sip:x 0\n";
         let mut new = snap(text, p());
-        new.carry_state_from(&old, true);
+        new.carry_state_from(&old, Carry::All);
         // new array [b, a, SIP:B]; old [b(I P), b, a]: first occurrence maps to the first.
         let d = new.set(SetId(1)).unwrap().destinations();
         assert_eq!((d[0].flags().0, d[0].counter(), d[0].dload()), (9, 2, 3));
@@ -567,7 +615,7 @@ mod tests {
         // set 2: the file changed the flags 4 -> 0, so the file wins.
         assert_eq!(new.set(SetId(2)).unwrap().dests[0].flags().0, 0);
         let mut fresh = snap(text, p());
-        fresh.carry_state_from(&old, false);
+        fresh.carry_state_from(&old, Carry::CallTable);
         let f = &fresh.set(SetId(1)).unwrap().dests[0];
         assert_eq!((f.flags().0, f.dload()), (0, 0));
     }

@@ -9,24 +9,12 @@ use std::net::SocketAddr;
 
 use sipdisp_parser::Message;
 
-use crate::dispatch::{Rule, SetId, Snapshot};
+use crate::dispatch::Rule;
+use crate::plane::Plane;
 
-/// `ds_is_from_list` mode bit: ignore the port.
-pub const FROM_LIST_IGNORE_PORT: u8 = 1;
-/// `ds_is_from_list` mode bit: ignore the protocol (sipdisp is UDP-only for now, so the
-/// protocol always matches UDP destinations and destinations without `;transport=`).
-pub const FROM_LIST_IGNORE_PROTO: u8 = 2;
-/// `ds_is_from_list` mode bit: only usable (not inactive/disabled) destinations match.
-pub const FROM_LIST_USABLE_ONLY: u8 = 4;
-
-/// Which sets `ds_is_from_list` searches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceSets {
-    /// Every set (Kamailio group -1).
-    Any,
-    /// One set.
-    Set(SetId),
-}
+pub use crate::plane::{
+    FROM_LIST_IGNORE_PORT, FROM_LIST_IGNORE_PROTO, FROM_LIST_USABLE_ONLY, SourceSets,
+};
 
 /// One condition of a route; all of a route's conditions must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +97,7 @@ impl RouteTable {
                 conditions: Vec::new(),
                 action: Action::Select {
                     rules: vec![Rule {
-                        set: SetId(1),
+                        set: crate::dispatch::SetId(1),
                         alg: crate::dispatch::Algorithm::RoundRobin,
                     }],
                     target: Target::Dst,
@@ -124,7 +112,7 @@ impl RouteTable {
         &self,
         msg: &Message<'_>,
         source: SocketAddr,
-        plane: &super::Plane,
+        plane: &Plane,
     ) -> Option<(usize, &Route)> {
         self.routes
             .iter()
@@ -134,7 +122,7 @@ impl RouteTable {
 }
 
 impl Condition {
-    fn holds(&self, msg: &Message<'_>, source: SocketAddr, plane: &super::Plane) -> bool {
+    fn holds(&self, msg: &Message<'_>, source: SocketAddr, plane: &Plane) -> bool {
         match self {
             Condition::Method(methods) => {
                 let m = msg.request().map_or(&b""[..], |r| r.method);
@@ -155,37 +143,4 @@ impl Condition {
             },
         }
     }
-}
-
-/// `ds_is_from_list` over a snapshot and its resolved addresses.
-pub(crate) fn is_from_list(
-    snapshot: &Snapshot,
-    addrs: &[Box<[Option<SocketAddr>]>],
-    source: SocketAddr,
-    sets: SourceSets,
-    mode: u8,
-) -> Option<SetId> {
-    for (pos, set) in snapshot.sets().iter().enumerate() {
-        if let SourceSets::Set(id) = sets
-            && set.id != id
-        {
-            continue;
-        }
-        for (i, d) in set.destinations().iter().enumerate() {
-            let Some(addr) = addrs.get(pos).and_then(|a| a.get(i)).copied().flatten() else {
-                continue;
-            };
-            if addr.ip() != source.ip() {
-                continue;
-            }
-            let port_ok = mode & FROM_LIST_IGNORE_PORT != 0
-                || d.port().is_none()
-                || addr.port() == source.port();
-            let usable_ok = mode & FROM_LIST_USABLE_ONLY == 0 || d.usable();
-            if port_ok && usable_ok {
-                return Some(set.id);
-            }
-        }
-    }
-    None
 }

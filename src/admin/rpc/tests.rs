@@ -9,42 +9,43 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::control::Control;
-use crate::daemon::plane_from;
 use crate::dispatch::{DispatchParams, LoadHooks, Snapshot, parse_list};
 use crate::netio::Backend;
+use crate::plane::{Shared, plane_from};
+use std::sync::Arc;
 
-fn shared_with(list: &str, params: DispatchParams, file: Option<PathBuf>) -> Shared {
+fn shared_with(list: &str, params: DispatchParams, file: Option<PathBuf>) -> Control {
     let l = parse_list("t", list.as_bytes(), &params, &LoadHooks::default()).unwrap();
     let snap = Snapshot::build(&l.entries, params.clone(), 1);
     let plane = plane_from(snap, "t", &mut Vec::new());
-    let control = Control::new(
+    Control::new(
+        Arc::new(Shared::new(plane, 1, Backend::Memory)),
         file.unwrap_or_else(|| PathBuf::from("/nonexistent/d.list")),
         params,
         false,
-    );
-    Shared::new(plane, 1, Backend::Memory, control)
+    )
 }
 
-fn shared(list: &str) -> Shared {
+fn shared(list: &str) -> Control {
     shared_with(list, DispatchParams::default(), None)
 }
 
 /// (HTTP status, parsed body)
-fn call(s: &Shared, body: &str) -> (u16, Value) {
+fn call(s: &Control, body: &str) -> (u16, Value) {
     let r = handle(s, body.as_bytes());
     assert_eq!(r.content_type, "application/json");
     let v = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {:?}", r.body));
     (r.status, v)
 }
 
-fn rpc(s: &Shared, method: &str, params: Value) -> (u16, Value) {
+fn rpc(s: &Control, method: &str, params: Value) -> (u16, Value) {
     call(
         s,
         &json!({"jsonrpc":"2.0","method":method,"params":params,"id":7}).to_string(),
     )
 }
 
-fn fault(s: &Shared, method: &str, params: Value) -> String {
+fn fault(s: &Control, method: &str, params: Value) -> String {
     let (st, v) = rpc(s, method, params);
     assert_eq!(st, 500, "{v}");
     assert_eq!(v["error"]["code"], 500, "{v}");
@@ -155,7 +156,7 @@ fn empty_list_is_a_fault() {
 #[test]
 fn set_state_letters_and_faults() {
     let s = shared(LIST);
-    let flags = |s: &Shared, set: usize, i: usize| {
+    let flags = |s: &Control, set: usize, i: usize| {
         let (_, v) = rpc(s, "dispatcher.list", json!([]));
         v["result"]["RECORDS"][set]["SET"]["TARGETS"][i]["DEST"]["FLAGS"].clone()
     };
@@ -260,7 +261,7 @@ fn hash_ping_version_uptime() {
     assert_eq!(v["result"], json!({"OldPingState":1}));
     let (_, v) = rpc(&s, "dispatcher.ping_active", json!([0]));
     assert_eq!(v["result"], json!({"NewPingState":0,"OldPingState":1}));
-    assert!(!s.ping_active.load(Ordering::Relaxed));
+    assert!(!s.shared().ping_active.load(Ordering::Relaxed));
     let raw = String::from_utf8(
         handle(
             &s,
@@ -390,8 +391,8 @@ fn temp_list(tag: &str, text: &str) -> (PathBuf, PathBuf) {
     (dir, p)
 }
 
-fn uris(s: &Shared) -> Vec<(u32, String, String)> {
-    let plane = s.plane.load();
+fn uris(s: &Control) -> Vec<(u32, String, String)> {
+    let plane = s.shared().plane.load();
     plane
         .snapshot
         .sets()
@@ -458,8 +459,9 @@ fn add_remove_follow_kamailio_rebuild_and_rate_limit() {
         ..Default::default()
     };
     let s = shared_with(text, params, Some(p.clone()));
-    let ids = |s: &Shared| -> Vec<u32> {
-        s.plane
+    let ids = |s: &Control| -> Vec<u32> {
+        s.shared()
+            .plane
             .load()
             .snapshot
             .sets()
@@ -555,11 +557,11 @@ fn persist_rpc_changes_rewrites_the_file() {
         "t",
         &mut Vec::new(),
     );
-    let s = Shared::new(
-        plane,
-        1,
-        Backend::Memory,
-        Control::new(p.clone(), params, true),
+    let s = Control::new(
+        Arc::new(Shared::new(plane, 1, Backend::Memory)),
+        p.clone(),
+        params,
+        true,
     );
     assert_eq!(
         rpc(

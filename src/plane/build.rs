@@ -1,0 +1,96 @@
+//! Building a [`Plane`]: from the list file (start, reload) or from list entries (add,
+//! remove), with host names resolved here — on the control plane, never on a worker — and
+//! runtime state carried over from the plane being replaced ([`successor`]), so every path
+//! that publishes a plane does it the same way.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use super::Plane;
+use crate::dispatch::{
+    Carry, DispatchParams, ListEntry, ListErrors, LoadHooks, Snapshot, parse_list,
+};
+
+/// Why a destination list could not become a plane.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The list file could not be read.
+    #[error("cannot read destination list {path}: {source}")]
+    ListRead {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The list file has errors (every bad line is listed).
+    #[error("{0}")]
+    List(ListErrors),
+}
+
+/// A seed for the snapshot's random choices (per plane, from the wall clock).
+pub fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}
+
+/// Reads the list file and builds the destination plane, resolving host names once (here,
+/// never on the message path). Unresolvable destinations stay selectable but unreachable
+/// (their requests get a 503), and are reported in the returned warnings.
+pub fn load_plane(
+    path: &Path,
+    params: &DispatchParams,
+    listen: &[SocketAddr],
+) -> Result<(Plane, Vec<String>), LoadError> {
+    let text = std::fs::read(path).map_err(|source| LoadError::ListRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    let name = path.display().to_string();
+    let local = |s: &[u8]| super::socket_attr_is_local(s, listen);
+    let hooks = LoadHooks {
+        socket_is_local: Some(&local),
+    };
+    let loaded = parse_list(&name, &text, params, &hooks).map_err(LoadError::List)?;
+    let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    let snapshot = Snapshot::build(&loaded.entries, params.clone(), seed());
+    let plane = plane_from(snapshot, &name, &mut warnings);
+    Ok((plane, warnings))
+}
+
+/// Resolves every destination of `snapshot` into a plane (IP literals directly, names once
+/// through the system resolver); names that do not resolve are added to `warnings`.
+pub fn plane_from(snapshot: Snapshot, name: &str, warnings: &mut Vec<String>) -> Plane {
+    Plane::new(snapshot, |d| {
+        super::literal_addr(d).or_else(|| {
+            let host = String::from_utf8_lossy(d.host()).into_owned();
+            let found = (host.as_str(), d.port().unwrap_or(5060))
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next());
+            if found.is_none() {
+                warnings.push(format!(
+                    "{name}:{}: destination {} does not resolve",
+                    d.line,
+                    String::from_utf8_lossy(&d.uri)
+                ));
+            }
+            found
+        })
+    })
+}
+
+/// The plane that replaces `old`: `entries` built into a snapshot, the runtime state `carry`
+/// names moved over from `old` (see [`Carry`]), addresses resolved. `name` labels warnings.
+pub fn successor(
+    old: &Plane,
+    entries: &[ListEntry],
+    params: &DispatchParams,
+    carry: Carry,
+    name: &str,
+    warnings: &mut Vec<String>,
+) -> Plane {
+    let mut snapshot = Snapshot::build(entries, params.clone(), seed());
+    snapshot.carry_state_from(&old.snapshot, carry);
+    plane_from(snapshot, name, warnings)
+}
