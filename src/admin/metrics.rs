@@ -20,8 +20,9 @@ use prometheus_client::registry::Registry;
 use super::{Response, Route};
 use crate::dispatch::Flags;
 use crate::health::{Health, Labels, dest_labels};
+use crate::netio::SEND_FAILURES;
 use crate::plane::Shared;
-use crate::proxy::{Drop, METHODS, Verdict};
+use crate::proxy::{DropReason, METHODS, Verdict};
 
 /// The content type of the exposition (OpenMetrics text 1.0, which Prometheus negotiates).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -160,13 +161,38 @@ fn process(reg: &mut Registry, shared: &Shared, health: &Health) {
     let drops = Counters::default();
     for (i, n) in c.dropped.iter().enumerate() {
         drops
-            .get_or_create(&labels(&[("reason", Drop::label_of(i))]))
+            .get_or_create(&labels(&[("reason", DropReason::label_of(i))]))
             .inc_by(*n);
     }
     reg.register(
         "drops",
         "Datagrams dropped without an answer, by reason",
         drops,
+    );
+    let failures = Counters::default();
+    for (i, n) in c.send_failures.iter().enumerate() {
+        failures
+            .get_or_create(&labels(&[("reason", SEND_FAILURES[i])]))
+            .inc_by(*n);
+    }
+    reg.register(
+        "transmit_failures",
+        "Transmits that could not be sent, by reason (refused by the outbox, or by the kernel)",
+        failures,
+    );
+    let truncated = Counter::<u64>::default();
+    truncated.inc_by(c.truncated);
+    reg.register(
+        "truncated_datagrams",
+        "Datagrams longer than the receive buffer, dropped",
+        truncated,
+    );
+    let expired = Counter::<u64>::default();
+    expired.inc_by(c.calls_expired);
+    reg.register(
+        "call_load_expired",
+        "Algorithm-10 calls removed by ds_hash_expire / ds_hash_initexpire",
+        expired,
     );
 }
 

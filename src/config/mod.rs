@@ -36,7 +36,7 @@ pub use route::{
     Action, FROM_LIST_IGNORE_PORT, FROM_LIST_IGNORE_PROTO, FROM_LIST_ONLY_USABLE, HeaderMatch,
     Reply, Route, Select, SelectMode, SourceMatch, standard_reason,
 };
-pub use server::{Admin, Advertise, Listen, Proto, Secret, Server};
+pub use server::{Admin, Advertise, Listen, Secret, Server};
 pub use template::{HashTemplate, TemplateError};
 
 use read::Ctx;

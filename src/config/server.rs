@@ -10,26 +10,20 @@ use crate::netio::DatapathChoice;
 use super::error::ErrorKind;
 use super::read::{Ctx, Table, Value};
 
-/// Transport of a listen address. Only UDP exists for now; `tcp`/`tls` are refused with
-/// "not supported yet".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Proto {
-    /// UDP.
-    Udp,
-}
+use crate::netio::Transport;
 
 /// One listen address, `[proto:]addr[:port]` in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Listen {
-    /// Transport.
-    pub proto: Proto,
+    /// Transport. Only UDP is served for now; `tcp`/`tls` are refused with "not supported yet".
+    pub proto: Transport,
     /// Address and port (port 5060 when the file omits it).
     pub addr: SocketAddr,
 }
 
 impl fmt::Display for Listen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "udp:{}", self.addr)
+        write!(f, "{}:{}", self.proto, self.addr)
     }
 }
 
@@ -81,7 +75,7 @@ impl Default for Server {
     fn default() -> Self {
         Self {
             listen: vec![Listen {
-                proto: Proto::Udp,
+                proto: Transport::Udp,
                 addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
             }],
             advertise: None,
@@ -155,7 +149,7 @@ fn parse_listen(s: &str) -> Result<Listen, Option<String>> {
     }
     if let Ok(addr) = rest.parse::<SocketAddr>() {
         return Ok(Listen {
-            proto: Proto::Udp,
+            proto: Transport::Udp,
             addr,
         });
     }
@@ -166,7 +160,7 @@ fn parse_listen(s: &str) -> Result<Listen, Option<String>> {
     let ip: IpAddr = bare.parse().map_err(|_| None)?;
     // `::1` without brackets is accepted as an address (so `::1:5060` is one too, port 5060).
     Ok(Listen {
-        proto: Proto::Udp,
+        proto: Transport::Udp,
         addr: SocketAddr::new(ip, 5060),
     })
 }

@@ -3,7 +3,7 @@
 //! The configuration keeps its own types (they carry names and lines for `check` and errors);
 //! this is the one place that translates them into the proxy's run-time types.
 
-use crate::proxy::{self, Condition, LocalSocket, ProxyConfig, RouteTable, SourceSets, Target};
+use crate::proxy::{self, Condition, Listener, ProxyConfig, RouteTable, SourceSets, Target};
 
 use super::Config;
 use super::route::{Action, Route, SelectMode};
@@ -65,22 +65,13 @@ impl Config {
 
     /// The proxy's local sockets, one per `server.listen` address in order (the I/O layer's
     /// socket index), advertised as `server.advertise` when set (its port, else the socket's).
-    pub fn local_sockets(&self) -> Vec<LocalSocket> {
+    pub fn local_sockets(&self) -> Vec<Listener> {
         self.server
             .listen
             .iter()
             .map(|l| {
-                let mut s = LocalSocket::new(l.addr);
-                if let Some(a) = &self.server.advertise {
-                    let host = if a.host.contains(':') {
-                        format!("[{}]", a.host)
-                    } else {
-                        a.host.clone()
-                    };
-                    s.advertise_host = host.into_bytes().into();
-                    s.advertise_port = a.port.unwrap_or(l.addr.port());
-                }
-                s
+                let a = self.server.advertise.as_ref();
+                Listener::advertised(l.proto, l.addr, a.map(|a| (a.host.as_str(), a.port)))
             })
             .collect()
     }

@@ -20,16 +20,16 @@ use crate::control::Control;
 use crate::dispatch::DispatchParams;
 use crate::netio::{self, Backend, DatapathChoice, NetConfig};
 use crate::plane::{LoadError, Plane, Shared, load_plane};
-use crate::proxy::{self, Counters, LocalSocket, ProxyConfig};
+use crate::proxy::{self, Counters, Listener, ProxyConfig};
 
 /// Everything the daemon needs, already validated (built from the configuration file).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// UDP listen addresses (port 0 = any free port).
-    pub listen: Vec<SocketAddr>,
-    /// Per listen address: the host and port to advertise in Via / Record-Route instead of
-    /// the bound address (required for unspecified addresses).
-    pub advertise: Vec<Option<(String, Option<u16>)>>,
+    /// Listen addresses with their transport (port 0 = any free port).
+    pub listen: Vec<crate::config::Listen>,
+    /// The host and port to advertise in Via / Record-Route instead of the bound address
+    /// (required for unspecified addresses).
+    pub advertise: Option<crate::config::Advertise>,
     /// Worker threads (at least 1).
     pub workers: usize,
     /// Which datapath.
@@ -131,7 +131,8 @@ impl Running {
 /// Starts the daemon: loads the plane, opens the datapaths, spawns the workers. Returns once
 /// everything is listening.
 pub fn start(settings: Settings) -> Result<Running, DaemonError> {
-    let (plane, warnings) = load_plane(&settings.list_file, &settings.params, &settings.listen)?;
+    let listen: Vec<SocketAddr> = settings.listen.iter().map(|l| l.addr).collect();
+    let (plane, warnings) = load_plane(&settings.list_file, &settings.params, &listen)?;
     for w in warnings {
         eprintln!("sipdisp: warning: {w}");
     }
@@ -140,26 +141,19 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
     if let Some(why) = &fallback {
         eprintln!("sipdisp: {why}");
     }
-    let first = netio::open(backend, &settings.listen, &settings.net)
+    let first = netio::open(backend, &listen, &settings.net)
         .map_err(|e| DaemonError::Datapath(format!("{}: {e}", backend.as_str())))?;
     let local_addrs = first.local_addrs().to_vec();
+    let advertise = settings
+        .advertise
+        .as_ref()
+        .map(|a| (a.host.as_str(), a.port));
     let mut sockets = Vec::with_capacity(local_addrs.len());
-    for (i, addr) in local_addrs.iter().enumerate() {
-        let mut s = LocalSocket::new(*addr);
-        match settings.advertise.get(i).cloned().flatten() {
-            Some((host, port)) => {
-                let host = if host.contains(':') && !host.starts_with('[') {
-                    format!("[{host}]")
-                } else {
-                    host
-                };
-                s.advertise_host = host.into_bytes().into();
-                s.advertise_port = port.unwrap_or(addr.port());
-            }
-            None if addr.ip().is_unspecified() => return Err(DaemonError::NoAdvertise(*addr)),
-            None => {}
+    for (l, addr) in settings.listen.iter().zip(&local_addrs) {
+        if advertise.is_none() && addr.ip().is_unspecified() {
+            return Err(DaemonError::NoAdvertise(*addr));
         }
-        sockets.push(s);
+        sockets.push(Listener::advertised(l.proto, *addr, advertise));
     }
     let mut proxy_cfg = settings.proxy.clone();
     proxy_cfg.sockets = sockets;
@@ -180,7 +174,7 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
             settings.params.clone(),
             settings.persist_rpc_changes,
         )
-        .with_listen(settings.listen.clone()),
+        .with_listen(listen.clone()),
     );
     // Keepalives, their replies, events (crate::health); /metrics reads its counters.
     let health = Arc::new(crate::health::Health::new(
@@ -238,7 +232,7 @@ pub fn summary(c: &Counters) -> String {
         .iter()
         .enumerate()
         .filter(|(_, v)| **v > 0)
-        .map(|(i, v)| format!("{}={v}", proxy::Drop::label_of(i)))
+        .map(|(i, v)| format!("{}={v}", proxy::DropReason::label_of(i)))
         .collect();
     format!(
         "forwarded={} routed={} relayed={} replied_4xx={} replied_5xx={} absorbed={} for_us={} dropped={} [{}]",
@@ -262,20 +256,9 @@ impl Settings {
         if let Some(n) = cfg.server.recv_buffer_size.max(cfg.server.send_buffer_size) {
             net.socket_buffer = n;
         }
-        let advertise = cfg
-            .server
-            .listen
-            .iter()
-            .map(|_| {
-                cfg.server
-                    .advertise
-                    .as_ref()
-                    .map(|a| (a.host.clone(), a.port))
-            })
-            .collect();
         Settings {
-            listen: cfg.server.listen.iter().map(|l| l.addr).collect(),
-            advertise,
+            listen: cfg.server.listen.clone(),
+            advertise: cfg.server.advertise.clone(),
             workers: cfg.server.worker_count(),
             datapath: cfg.server.datapath,
             net,

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::health::Health;
-use crate::netio::{self, Datagram, Outbox, SocketIdx};
+use crate::netio::{self, Datagram, Flow, Outbox, OutboxError};
 use crate::proxy::{self, Inbound, Plane, ProxyConfig, Sink, Verdict};
 
 use super::Shared;
@@ -30,8 +30,8 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 struct OutboxSink<'a, 'b>(&'a mut Outbox<'b>);
 
 impl Sink for OutboxSink<'_, '_> {
-    fn send(&mut self, local: usize, to: std::net::SocketAddr, pieces: &[&[u8]]) -> bool {
-        self.0.push(SocketIdx(local as u16), to, pieces).is_ok()
+    fn send(&mut self, flow: &Flow, pieces: &[&[u8]]) -> Result<(), OutboxError> {
+        self.0.send(flow, pieces)
     }
 }
 
@@ -50,8 +50,7 @@ impl netio::Handler for Loop {
     fn datagram(&mut self, now: Instant, d: &Datagram<'_>, out: &mut Outbox<'_>) {
         let pkt = Inbound {
             data: d.data,
-            source: d.peer,
-            local: usize::from(d.local.0),
+            flow: d.flow(),
         };
         let v = self
             .worker
@@ -110,11 +109,14 @@ pub(super) fn run(
     let mut last_error: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         lp.plane = lp.shared.plane.load_full();
-        if let Err(e) = dp.run_batch(Some(MAX_WAIT), &mut lp) {
+        match dp.run_batch(Some(MAX_WAIT), &mut lp) {
+            Ok(io) => lp.worker.counters_mut().count_io(&io),
             // Rate-limited: one line per second at most.
-            if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                eprintln!("sipdisp: worker {n}: datapath error: {e}");
-                last_error = Some(Instant::now());
+            Err(e) => {
+                if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    eprintln!("sipdisp: worker {n}: datapath error: {e}");
+                    last_error = Some(Instant::now());
+                }
             }
         }
     }

@@ -32,7 +32,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::dispatch::SetId;
-use crate::proxy::{LocalSocket, Plane, ProbeToken, Sink};
+use crate::proxy::{Listener, Plane, ProbeToken, Sink};
 
 pub use codes::ReplyCodes;
 pub use hook::HookRunner;
@@ -170,7 +170,7 @@ pub struct Health {
 
 impl Health {
     /// Health for a daemon whose local sockets are `sockets`, running `event_hook` on events.
-    pub fn new(sockets: Vec<LocalSocket>, event_hook: Option<PathBuf>) -> Health {
+    pub fn new(sockets: Vec<Listener>, event_hook: Option<PathBuf>) -> Health {
         let metrics = ProbeMetrics::default();
         Health {
             inner: Mutex::new(Inner {

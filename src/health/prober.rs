@@ -17,7 +17,8 @@ use super::codes::ReplyCodes;
 use super::request::{self, Probe};
 use crate::dispatch::runtime::Sample;
 use crate::dispatch::{Event, Flags, SetId, Snapshot};
-use crate::proxy::{LocalSocket, Plane, ProbeToken, Sink, ip_port};
+use crate::netio::{Flow, SocketIdx};
+use crate::proxy::{Listener, Plane, ProbeToken, Sink, ip_port};
 
 /// RFC 3261 T1: first retransmission of a keepalive over UDP (then doubling).
 pub const T1: Duration = Duration::from_millis(500);
@@ -127,7 +128,7 @@ struct Pending {
 /// The probe scheduler: which destinations are due, the requests, pending probes, timeouts,
 /// retransmissions, and the state updates their outcomes cause.
 pub struct Prober {
-    sockets: Vec<LocalSocket>,
+    sockets: Vec<Listener>,
     plane: Option<Arc<Plane>>,
     generation: u32,
     knobs: Knobs,
@@ -140,7 +141,7 @@ pub struct Prober {
 
 impl Prober {
     /// A prober sending from `sockets` (the proxy's local sockets, indexed like the datapath's).
-    pub fn new(sockets: Vec<LocalSocket>, metrics: ProbeMetrics) -> Prober {
+    pub fn new(sockets: Vec<Listener>, metrics: ProbeMetrics) -> Prober {
         Prober {
             sockets,
             plane: None,
@@ -297,7 +298,12 @@ impl Prober {
                 continue;
             }
             if p.retx_at <= now {
-                let _ = sink.send(p.local, p.to, &[&p.bytes]);
+                let flow = Flow {
+                    transport: self.sockets[p.local].transport,
+                    local: SocketIdx(p.local as u16),
+                    remote: p.to,
+                };
+                let _ = sink.send(&flow, &[&p.bytes]);
                 p.retx_every = (p.retx_every * 2).min(T2);
                 p.retx_at = now + p.retx_every;
             }
@@ -348,11 +354,17 @@ impl Prober {
                 from: &e.from,
                 via_host: &sock.advertise_host,
                 via_port: sock.advertise_port,
+                transport: sock.transport,
                 token,
             },
             &mut self.buf,
         );
-        if !sink.send(local, hop, &[&self.buf]) {
+        let flow = Flow {
+            transport: sock.transport,
+            local: SocketIdx(local as u16),
+            remote: hop,
+        };
+        if sink.send(&flow, &[&self.buf]).is_err() {
             self.metrics.send_failures.get_or_create(&e.labels).inc();
             self.judge(i, SEND_FAILED, None, fired);
             return;

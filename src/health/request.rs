@@ -18,6 +18,8 @@ pub struct Probe<'a> {
     pub via_host: &'a [u8],
     /// Our Via port.
     pub via_port: u16,
+    /// Our listener's transport, for the Via's sent-protocol.
+    pub transport: crate::netio::Transport,
     /// The token the branch carries.
     pub token: ProbeToken,
 }
@@ -56,7 +58,9 @@ pub fn build(p: &Probe<'_>, out: &mut Vec<u8>) {
     };
     let _ = write!(out, "{} ", p.method);
     out.extend_from_slice(p.uri);
-    out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/UDP ");
+    out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/");
+    out.extend_from_slice(p.transport.via_token());
+    out.push(b' ');
     out.extend_from_slice(p.via_host);
     let _ = write!(out, ":{};branch=", p.via_port);
     out.extend_from_slice(&p.token.branch());
@@ -97,6 +101,7 @@ mod tests {
                 from: b"sip:dispatcher@localhost",
                 via_host: b"127.0.0.1",
                 via_port: 5060,
+                transport: crate::netio::Transport::Udp,
                 token,
             },
             &mut out,
@@ -125,6 +130,7 @@ mod tests {
                 from: b"<sip:x@y>",
                 via_host: b"[::1]",
                 via_port: 5062,
+                transport: crate::netio::Transport::Udp,
                 token,
             },
             &mut out,

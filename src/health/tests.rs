@@ -13,23 +13,25 @@ use super::*;
 use crate::dispatch::{
     DispatchParams, Event, Flags, LatencyStats, LoadHooks, Snapshot, parse_list,
 };
-use crate::proxy::{LocalSocket, Plane, ProbeToken, Sink, literal_addr};
+use crate::netio::{Flow, OutboxError};
+use crate::proxy::{Listener, Plane, ProbeToken, Sink, literal_addr};
 
 #[derive(Default)]
 struct Out(Vec<(usize, SocketAddr, Vec<u8>)>);
 
 impl Sink for Out {
-    fn send(&mut self, local: usize, to: SocketAddr, pieces: &[&[u8]]) -> bool {
-        self.0.push((local, to, pieces.concat()));
-        true
+    fn send(&mut self, flow: &Flow, pieces: &[&[u8]]) -> Result<(), OutboxError> {
+        self.0
+            .push((usize::from(flow.local.0), flow.remote, pieces.concat()));
+        Ok(())
     }
 }
 
 struct Refuse;
 
 impl Sink for Refuse {
-    fn send(&mut self, _: usize, _: SocketAddr, _: &[&[u8]]) -> bool {
-        false
+    fn send(&mut self, _: &Flow, _: &[&[u8]]) -> Result<(), OutboxError> {
+        Err(OutboxError::Full)
     }
 }
 
@@ -50,7 +52,7 @@ fn plane(list: &str, p: DispatchParams) -> Arc<Plane> {
 }
 
 fn prober() -> Prober {
-    let s = LocalSocket::new("127.0.0.1:5060".parse().unwrap());
+    let s = Listener::new("127.0.0.1:5060".parse().unwrap());
     Prober::new(vec![s], ProbeMetrics::default())
 }
 
@@ -504,8 +506,8 @@ fn outbound_proxy_and_socket_attribute() {
         p,
     );
     let socks = vec![
-        LocalSocket::new("127.0.0.1:5060".parse().unwrap()),
-        LocalSocket::new("127.0.0.2:5060".parse().unwrap()),
+        Listener::new("127.0.0.1:5060".parse().unwrap()),
+        Listener::new("127.0.0.2:5060".parse().unwrap()),
     ];
     let mut pr = Prober::new(socks, ProbeMetrics::default());
     let t = Instant::now();

@@ -37,7 +37,7 @@ mod tests;
 
 pub use memory::{MemoryDatapath, Transmit};
 pub use probe::{DatapathChoice, DatapathUnavailable, io_uring_unavailable, select};
-pub use txq::{MAX_IOVECS, Outbox, OutboxError};
+pub use txq::{MAX_IOVECS, Outbox, OutboxError, SEND_FAILURES};
 
 /// The largest UDP payload over IPv4 (65535 - 8 - 20); transmits above it are refused.
 pub const MAX_DATAGRAM: usize = 65_507;
@@ -46,6 +46,76 @@ pub const MAX_DATAGRAM: usize = 65_507;
 /// [`open`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SocketIdx(pub u16);
+
+/// A SIP transport protocol. sipdisp serves UDP; TCP and TLS are named so that flows, Via
+/// edits and configuration carry the transport from now on (the stream transports are not
+/// served yet: an outbox refuses them with [`OutboxError::Transport`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP (RFC 3261 §18).
+    Udp,
+    /// TCP (reserved).
+    Tcp,
+    /// TLS over TCP (reserved).
+    Tls,
+}
+
+impl Transport {
+    /// The lower-case name used in configuration, `socket=` attributes and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// The transport token of a Via header's sent-protocol (`SIP/2.0/UDP`).
+    pub fn via_token(self) -> &'static [u8] {
+        match self {
+            Transport::Udp => b"UDP",
+            Transport::Tcp => b"TCP",
+            Transport::Tls => b"TLS",
+        }
+    }
+
+    /// The transport named by `name` (any case: `udp`, `tcp`, `tls`).
+    pub fn parse(name: &[u8]) -> Option<Transport> {
+        [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .into_iter()
+            .find(|t| name.eq_ignore_ascii_case(t.as_str().as_bytes()))
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One flow between one of our sockets and a peer: what a received message came over and
+/// what a transmit goes out on. For UDP it is the local socket and the peer's address; a
+/// stream transport will add its connection here.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// The transport.
+    pub transport: Transport,
+    /// Our socket.
+    pub local: SocketIdx,
+    /// The peer's address.
+    pub remote: SocketAddr,
+}
+
+impl Flow {
+    /// A UDP flow from our socket `local` to `remote`.
+    pub fn udp(local: SocketIdx, remote: SocketAddr) -> Flow {
+        Flow {
+            transport: Transport::Udp,
+            local,
+            remote,
+        }
+    }
+}
 
 /// One received datagram, borrowed from the backend's receive buffer.
 #[derive(Debug)]
@@ -56,6 +126,13 @@ pub struct Datagram<'a> {
     pub peer: SocketAddr,
     /// Which of our sockets received it.
     pub local: SocketIdx,
+}
+
+impl Datagram<'_> {
+    /// The UDP flow it came over.
+    pub fn flow(&self) -> Flow {
+        Flow::udp(self.local, self.peer)
+    }
 }
 
 /// Which implementation a [`Datapath`] is.

@@ -45,6 +45,37 @@ pub enum OutboxError {
         /// The destination.
         to: SocketAddr,
     },
+    /// The flow's transport is not served by this datapath (only UDP is, for now).
+    #[error("transport {0} is not served")]
+    Transport(super::Transport),
+}
+
+/// Labels of transmit failures, for metrics: [`OutboxError::index`] indexes the first seven,
+/// the last counts transmits the kernel refused ([`super::BatchStats::send_errors`]).
+pub const SEND_FAILURES: [&str; 8] = [
+    "outbox_full",
+    "header_overflow",
+    "too_large",
+    "too_many_pieces",
+    "no_such_socket",
+    "address_family",
+    "transport",
+    "kernel",
+];
+
+impl OutboxError {
+    /// Index of this error's label in [`SEND_FAILURES`].
+    pub fn index(&self) -> usize {
+        match self {
+            OutboxError::Full => 0,
+            OutboxError::HeaderOverflow { .. } => 1,
+            OutboxError::TooLarge { .. } => 2,
+            OutboxError::TooManyPieces => 3,
+            OutboxError::NoSuchSocket(_) => 4,
+            OutboxError::AddressFamily { .. } => 5,
+            OutboxError::Transport(_) => 6,
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -195,6 +226,14 @@ impl<'b> Outbox<'b> {
             q,
             locals,
             rx: start..start + rx.len(),
+        }
+    }
+
+    /// Queues one message made of `pieces` (in order) on `flow` (UDP only, for now).
+    pub fn send(&mut self, flow: &super::Flow, pieces: &[&[u8]]) -> Result<(), OutboxError> {
+        match flow.transport {
+            super::Transport::Udp => self.push(flow.local, flow.remote, pieces),
+            other => Err(OutboxError::Transport(other)),
         }
     }
 

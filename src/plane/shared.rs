@@ -59,6 +59,10 @@ fn sum(all: &[Counters]) -> Counters {
         total.absorbed += c.absorbed;
         total.for_us += c.for_us;
         total.calls_expired += c.calls_expired;
+        total.truncated += c.truncated;
+        for (t, v) in total.send_failures.iter_mut().zip(c.send_failures) {
+            *t += v;
+        }
         for (t, v) in total.replied.iter_mut().zip(c.replied) {
             *t += v;
         }

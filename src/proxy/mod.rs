@@ -1,50 +1,57 @@
-//! The message path without I/O: one datagram in, a [`Verdict`] and zero or more transmits out.
+//! The message path without I/O: one message in, a [`Verdict`] and zero or more transmits out.
 //!
 //! A [`Worker`] (one per I/O thread) owns its scratch space — header index, reply buffer,
 //! template buffer, counters, the recent-INVITE table — and reads the shared, immutable
-//! [`Plane`] (dispatcher snapshot plus resolved destination addresses) and [`ProxyConfig`]. For
-//! each datagram, [`Worker::handle`] scans it, classifies it, and
+//! [`Plane`] (dispatcher snapshot plus resolved destination addresses) and [`ProxyConfig`].
+//! [`Worker::handle`] runs one message through four steps, each in its own file:
 //!
-//! * for a request (RFC 3261 §16, stateless): absorbs the ACK of its own replies, checks
-//!   Max-Forwards (483), loops (482), the Request-URI scheme (416) and Proxy-Require (420),
-//!   follows loose routes that name this proxy, sends CANCEL and non-2xx ACK where their INVITE
-//!   went, sends other in-dialog requests to their Request-URI (the dialog's remote target) when
-//!   it is an IP address, otherwise picks the first matching route, runs
-//!   its `ds_select_routes` rules and forwards to the selected destination — with a new top Via
-//!   whose branch is stateless (retransmissions, CANCEL and non-2xx ACK get the INVITE's), the
-//!   client's Via completed with `received`/`rport` (RFC 3581), Max-Forwards decremented (or
-//!   inserted), an optional Record-Route, and in `ruri` mode the Request-URI host rewritten;
-//!   it answers `503` statelessly when no destination is usable;
-//! * for a response: checks that the top Via is this proxy's (address and branch), removes it
-//!   and sends the response to the next Via (honouring `received` / `rport`).
+//! 1. scan (`sipdisp-parser`) into the worker's header index;
+//! 2. decide ([`decide`]): classification, the route table and selection end in a
+//!    [`Decision`] — forward (with its failover list), reply, relay, absorb, probe reply, drop;
+//! 3. act ([`stateless`]): the decision run statelessly (RFC 3261 §16.11), the header edits of
+//!    a forwarded or relayed message built by [`edits`] from one description;
+//! 4. count ([`verdict`]): every path ends in a [`Verdict`] that bumps the counters in one
+//!    place.
 //!
-//! Outgoing requests and responses are [`sipdisp_parser::Plan`]s: slices of the received buffer
-//! plus small inserted pieces, handed to the [`Sink`] without copying the received bytes.
-//! Time comes in as an argument; nothing here reads a clock, opens a socket or allocates per
-//! message.
+//! Outgoing messages are [`sipdisp_parser::Plan`]s: slices of the received buffer plus small
+//! inserted pieces, handed to the [`Sink`] without copying the received bytes. Time comes in
+//! as an argument (`handle(now, …)`, `handle_timeout(now, …)`); nothing here reads a clock,
+//! opens a socket or allocates per message.
 
 pub mod branch;
+pub mod decide;
+pub mod edits;
 pub mod keys;
 mod recent;
 pub mod reply;
 pub mod route;
+mod stateless;
+pub mod verdict;
 mod worker;
 
 #[cfg(test)]
 mod tests;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 pub use crate::plane::{Plane, ip_port, literal_addr, socket_attr_is_local};
 
 pub use branch::ProbeToken;
+pub use decide::{Decision, Forward, Hop, Reply};
+pub use edits::Forwarding;
 pub use keys::{Template, TemplateError};
 pub use route::{Action, Condition, Route, RouteTable, SourceSets, Target};
-pub use worker::{Counters, Drop, Inbound, METHODS, Sink, Verdict, Worker};
+pub use verdict::{Counters, DropReason, METHODS, Verdict};
+pub use worker::{Inbound, Sink, Worker};
 
-/// One of the proxy's local sockets, as it must appear in its Via and Record-Route headers.
+use crate::netio::Transport;
+
+/// One of the proxy's listeners: its transport and bound address, and how it must appear in
+/// Via and Record-Route headers. Built once, from the configuration and the bound address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalSocket {
+pub struct Listener {
+    /// The transport it serves.
+    pub transport: Transport,
     /// The bound address.
     pub addr: SocketAddr,
     /// The host written into Via / Record-Route (an IPv6 address in brackets).
@@ -53,21 +60,42 @@ pub struct LocalSocket {
     pub advertise_port: u16,
 }
 
-impl LocalSocket {
-    /// A socket advertised as its own address (must not be unspecified).
-    pub fn new(addr: SocketAddr) -> LocalSocket {
-        let host = match addr.ip() {
-            IpAddr::V4(ip) => ip.to_string(),
-            IpAddr::V6(ip) => format!("[{ip}]"),
+impl Listener {
+    /// A UDP listener advertised as its own address (must not be unspecified).
+    pub fn new(addr: SocketAddr) -> Listener {
+        Listener::advertised(Transport::Udp, addr, None)
+    }
+
+    /// A listener on `addr` advertised as `advertise` (host, optional port) when given, else
+    /// as its own address. The one advertise rule: an IPv6 literal host is written in
+    /// brackets (whether or not it was given with them); the port defaults to the bound one.
+    pub fn advertised(
+        transport: Transport,
+        addr: SocketAddr,
+        advertise: Option<(&str, Option<u16>)>,
+    ) -> Listener {
+        let (host, port) = match advertise {
+            Some((h, p)) => (h.to_owned(), p.unwrap_or(addr.port())),
+            None => (addr.ip().to_string(), addr.port()),
         };
-        LocalSocket {
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&host);
+        let host = if bare.contains(':') {
+            format!("[{bare}]")
+        } else {
+            bare.to_owned()
+        };
+        Listener {
+            transport,
             addr,
             advertise_host: host.into_bytes().into(),
-            advertise_port: addr.port(),
+            advertise_port: port,
         }
     }
 
-    /// Whether `host:port` (as written in a Via or URI; no port = 5060) names this socket.
+    /// Whether `host:port` (as written in a Via or URI; no port = 5060) names this listener.
     pub fn is(&self, host: &[u8], port: Option<u16>) -> bool {
         host.eq_ignore_ascii_case(&self.advertise_host)
             && port.unwrap_or(5060) == self.advertise_port
@@ -77,8 +105,8 @@ impl LocalSocket {
 /// What the proxy needs from the configuration, fixed at start.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    /// Local sockets, indexed like the I/O layer's sockets.
-    pub sockets: Vec<LocalSocket>,
+    /// Listeners, indexed like the I/O layer's sockets ([`crate::netio::SocketIdx`]).
+    pub sockets: Vec<Listener>,
     /// Insert `Record-Route: <sip:us;lr>` into initial requests.
     pub record_route: bool,
     /// The Max-Forwards value inserted into requests that have none.

@@ -8,6 +8,7 @@ use sipdisp_parser::{Headers, parse_datagram};
 
 use super::*;
 use crate::dispatch::{DispatchParams, LoadHooks, SetId, Snapshot, parse_rules};
+use crate::netio::{Flow, OutboxError, SocketIdx};
 
 #[derive(Default)]
 struct Collect {
@@ -16,10 +17,11 @@ struct Collect {
 }
 
 impl Sink for Collect {
-    fn send(&mut self, local: usize, to: SocketAddr, pieces: &[&[u8]]) -> bool {
+    fn send(&mut self, flow: &Flow, pieces: &[&[u8]]) -> Result<(), OutboxError> {
         self.pieces += pieces.len();
-        self.sent.push((local, to, pieces.concat()));
-        true
+        self.sent
+            .push((usize::from(flow.local.0), flow.remote, pieces.concat()));
+        Ok(())
     }
 }
 
@@ -36,8 +38,8 @@ fn plane(list: &str, params: DispatchParams) -> Plane {
 fn config(routes: RouteTable) -> Arc<ProxyConfig> {
     Arc::new(ProxyConfig {
         sockets: vec![
-            LocalSocket::new(LB.parse().unwrap()),
-            LocalSocket::new("[::1]:5060".parse().unwrap()),
+            Listener::new(LB.parse().unwrap()),
+            Listener::new("[::1]:5060".parse().unwrap()),
         ],
         record_route: false,
         max_forwards: 70,
@@ -77,8 +79,7 @@ CSeq: 1 INVITE\r\n\
 fn run(w: &mut Worker, p: &Plane, msg: &str, sink: &mut Collect) -> Verdict {
     let pkt = Inbound {
         data: msg.as_bytes(),
-        source: CLIENT.parse().unwrap(),
-        local: 0,
+        flow: Flow::udp(SocketIdx(0), CLIENT.parse().unwrap()),
     };
     w.handle(Instant::now(), p, &pkt, sink)
 }
@@ -312,8 +313,7 @@ fn responses_are_relayed_to_the_next_via() {
     out.sent.clear();
     let pkt = Inbound {
         data: resp.as_bytes(),
-        source: backend,
-        local: 0,
+        flow: Flow::udp(SocketIdx(0), backend),
     };
     assert_eq!(
         w.handle(Instant::now(), &p, &pkt, &mut out),
@@ -333,12 +333,11 @@ fn responses_are_relayed_to_the_next_via() {
     let foreign = resp.replacen("127.0.0.1:5060", "127.0.0.9:5060", 1);
     let pkt = Inbound {
         data: foreign.as_bytes(),
-        source: backend,
-        local: 0,
+        flow: Flow::udp(SocketIdx(0), backend),
     };
     assert_eq!(
         w.handle(Instant::now(), &p, &pkt, &mut out),
-        Verdict::Dropped(Drop::NotOurVia)
+        Verdict::Dropped(DropReason::NotOurVia)
     );
 }
 
@@ -360,8 +359,7 @@ fn malformed_input_is_dropped_and_counted() {
     for d in bad {
         let pkt = Inbound {
             data: d,
-            source: CLIENT.parse().unwrap(),
-            local: 0,
+            flow: Flow::udp(SocketIdx(0), CLIENT.parse().unwrap()),
         };
         assert!(matches!(
             w.handle(Instant::now(), &p, &pkt, &mut out),
@@ -371,7 +369,7 @@ fn malformed_input_is_dropped_and_counted() {
     let wrong_cl = inv.replace("Content-Length: 4", "Content-Length: 40");
     assert!(matches!(
         run(&mut w, &p, &wrong_cl, &mut out),
-        Verdict::Dropped(Drop::Malformed(_))
+        Verdict::Dropped(DropReason::Malformed(_))
     ));
     assert!(out.sent.is_empty());
     assert_eq!(w.counters().dropped.iter().sum::<u64>(), 7);
@@ -474,8 +472,7 @@ fn routes_match_in_order_and_reply_action() {
     let inv_c = invite("c", "z9hG4bK-3", "");
     let pkt = Inbound {
         data: inv_c.as_bytes(),
-        source: "127.0.0.1:6000".parse().unwrap(),
-        local: 0,
+        flow: Flow::udp(SocketIdx(0), "127.0.0.1:6000".parse().unwrap()),
     };
     assert_eq!(
         w.handle(Instant::now(), &p, &pkt, &mut out),
@@ -571,8 +568,7 @@ fn mutated_messages_never_panic() {
         }
         let pkt = Inbound {
             data: &m,
-            source: CLIENT.parse().unwrap(),
-            local: 0,
+            flow: Flow::udp(SocketIdx(0), CLIENT.parse().unwrap()),
         };
         let _ = w.handle(Instant::now(), &p, &pkt, &mut out);
         out.sent.clear();
@@ -627,8 +623,7 @@ fn call_load_expiry_is_a_timer_driven_by_injected_time() {
     let pkt = invite("load-1@x", "z9hG4bK-l1", "");
     let pkt = Inbound {
         data: pkt.as_bytes(),
-        source: CLIENT.parse().unwrap(),
-        local: 0,
+        flow: Flow::udp(SocketIdx(0), CLIENT.parse().unwrap()),
     };
     let mut out = Collect::default();
     let v = w.handle(t0, &p, &pkt, &mut out);

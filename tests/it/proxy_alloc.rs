@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sipdisp::dispatch::{DispatchParams, LoadHooks, Snapshot, parse_list, parse_rules};
+use sipdisp::netio::{Flow, OutboxError, SocketIdx};
 use sipdisp::proxy::{
-    Action, Inbound, LocalSocket, Plane, ProxyConfig, Route, RouteTable, Sink, Target, Template,
+    Action, Inbound, Listener, Plane, ProxyConfig, Route, RouteTable, Sink, Target, Template,
     Verdict, Worker, literal_addr,
 };
 
@@ -21,10 +22,10 @@ struct Count {
 }
 
 impl Sink for Count {
-    fn send(&mut self, _local: usize, to: SocketAddr, pieces: &[&[u8]]) -> bool {
+    fn send(&mut self, flow: &Flow, pieces: &[&[u8]]) -> Result<(), OutboxError> {
         self.bytes += pieces.iter().map(|p| p.len()).sum::<usize>();
-        self.last = Some(to);
-        true
+        self.last = Some(flow.remote);
+        Ok(())
     }
 }
 
@@ -74,7 +75,7 @@ fn proxy_message_path_allocates_nothing() {
         .collect();
     routes.push(route("dead", "2=0", Target::Dst));
     let cfg = Arc::new(ProxyConfig {
-        sockets: vec![LocalSocket::new("127.0.0.1:5060".parse().unwrap())],
+        sockets: vec![Listener::new("127.0.0.1:5060".parse().unwrap())],
         record_route: true,
         max_forwards: 70,
         routes: RouteTable { routes },
@@ -121,8 +122,7 @@ fn proxy_message_path_allocates_nothing() {
                     &plane,
                     &Inbound {
                         data: m.as_bytes(),
-                        source: from,
-                        local: 0,
+                        flow: Flow::udp(SocketIdx(0), from),
                     },
                     &mut sink,
                 );

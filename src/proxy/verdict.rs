@@ -1,0 +1,229 @@
+//! Verdicts and counters: what happened to each message, and the plain per-worker counters
+//! every verdict bumps in one place ([`Counters::count`]).
+
+use sipdisp_parser::Error;
+
+use super::branch::ProbeToken;
+use crate::dispatch::Pick;
+use crate::netio::{BatchStats, OutboxError, SEND_FAILURES};
+
+/// Why a datagram was dropped without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// It does not scan as SIP (or a part the proxy must read is malformed and no reply can
+    /// be built).
+    Malformed(Error),
+    /// A CRLF keep-alive.
+    KeepAlive,
+    /// A response whose top Via is not this proxy's.
+    NotOurVia,
+    /// No address to send to (a next hop that is not an IP literal, or no local socket of the
+    /// destination's address family).
+    NoNextHop,
+    /// The sink refused the transmit, for this reason (outbox full, oversized, …).
+    SendFailed(OutboxError),
+    /// A request that would be answered, but is an ACK (never answered) or the reply does not
+    /// fit the reply buffer.
+    Unanswerable,
+    /// The rewrite plan could not be built (scratch space, malformed routing parts).
+    Rewrite,
+}
+
+impl DropReason {
+    /// Number of distinct labels ([`DropReason::label`]).
+    pub const COUNT: usize = 7;
+
+    /// A stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::Malformed(_) => "malformed",
+            DropReason::KeepAlive => "keepalive",
+            DropReason::NotOurVia => "not_our_via",
+            DropReason::NoNextHop => "no_next_hop",
+            DropReason::SendFailed(_) => "send_failed",
+            DropReason::Unanswerable => "unanswerable",
+            DropReason::Rewrite => "rewrite",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            DropReason::Malformed(_) => 0,
+            DropReason::KeepAlive => 1,
+            DropReason::NotOurVia => 2,
+            DropReason::NoNextHop => 3,
+            DropReason::SendFailed(_) => 4,
+            DropReason::Unanswerable => 5,
+            DropReason::Rewrite => 6,
+        }
+    }
+
+    /// The label of index `i` (for exporting [`Counters::dropped`]).
+    pub fn label_of(i: usize) -> &'static str {
+        [
+            "malformed",
+            "keepalive",
+            "not_our_via",
+            "no_next_hop",
+            "send_failed",
+            "unanswerable",
+            "rewrite",
+        ][i]
+    }
+}
+
+/// What happened to a datagram. Every path through [`Worker::handle`] ends in one, and the
+/// counters are bumped from it in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A request was forwarded to a dispatcher destination.
+    Forwarded(Pick),
+    /// An in-dialog request was forwarded along its Route set or to its Request-URI.
+    Routed,
+    /// A response was relayed to the next Via.
+    Relayed,
+    /// The proxy answered with this status code.
+    Replied(u16),
+    /// An ACK for one of the proxy's own replies: the transaction ends here.
+    Absorbed,
+    /// A response addressed to the proxy itself (its Via is the only one) that is not a probe
+    /// reply.
+    ForUs,
+    /// A reply to one of the proxy's own keepalive requests (top and only Via ours, probe
+    /// branch): the health component takes it from here.
+    ProbeReply {
+        /// What the probe's branch named.
+        token: ProbeToken,
+        /// The reply's status code.
+        code: u16,
+    },
+    /// Dropped.
+    Dropped(DropReason),
+}
+
+impl Verdict {
+    /// Number of distinct labels ([`Verdict::label`]).
+    pub const KINDS: usize = 8;
+
+    /// A stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        Self::label_of(self.index())
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        match self {
+            Verdict::Forwarded(_) => 0,
+            Verdict::Routed => 1,
+            Verdict::Relayed => 2,
+            Verdict::Replied(_) => 3,
+            Verdict::Absorbed => 4,
+            Verdict::ForUs => 5,
+            Verdict::ProbeReply { .. } => 6,
+            Verdict::Dropped(_) => 7,
+        }
+    }
+
+    /// The label of index `i` (for exporting [`Counters::requests`]).
+    pub fn label_of(i: usize) -> &'static str {
+        [
+            "forwarded",
+            "routed",
+            "relayed",
+            "replied",
+            "absorbed",
+            "for_us",
+            "probe_reply",
+            "dropped",
+        ][i]
+    }
+}
+
+/// Request methods counted separately in [`Counters::requests`]; anything else is `other`.
+pub const METHODS: [&str; 15] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "MESSAGE",
+    "PUBLISH",
+    "other",
+];
+
+pub(crate) fn method_index(m: &[u8]) -> usize {
+    METHODS[..METHODS.len() - 1]
+        .iter()
+        .position(|x| x.as_bytes() == m)
+        .unwrap_or(METHODS.len() - 1)
+}
+
+/// Plain per-worker counters, summed across workers when scraped.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Requests forwarded to a dispatcher destination.
+    pub forwarded: u64,
+    /// In-dialog requests forwarded by Route / Request-URI.
+    pub routed: u64,
+    /// Responses relayed.
+    pub relayed: u64,
+    /// Replies sent, by class (index 1–6 = 1xx–6xx).
+    pub replied: [u64; 7],
+    /// ACKs absorbed.
+    pub absorbed: u64,
+    /// Responses for the proxy itself (probe replies included).
+    pub for_us: u64,
+    /// Requests received, by method ([`METHODS`]) and verdict ([`Verdict::label_of`]).
+    pub requests: [[u64; Verdict::KINDS]; METHODS.len()],
+    /// Responses received, by class (index 1–6 = 1xx–6xx).
+    pub responses: [u64; 7],
+    /// Drops by reason ([`DropReason::label_of`]).
+    pub dropped: [u64; DropReason::COUNT],
+    /// Matches per route (index = route position).
+    pub route_hits: Vec<u64>,
+    /// Transmits that failed, by reason ([`SEND_FAILURES`]): refused by the outbox (counted
+    /// with the verdict that wanted to send) or by the kernel (from the datapath's batch
+    /// statistics, [`Counters::count_io`]).
+    pub send_failures: [u64; SEND_FAILURES.len()],
+    /// Datagrams longer than the receive buffer, dropped by the datapath.
+    pub truncated: u64,
+    /// Algorithm-10 calls removed by the expiry timer (`ds_hash_expire` /
+    /// `ds_hash_initexpire`).
+    pub calls_expired: u64,
+}
+
+impl Counters {
+    /// Adds what the datapath counted in one batch (kernel send refusals, truncations).
+    pub fn count_io(&mut self, io: &BatchStats) {
+        self.send_failures[SEND_FAILURES.len() - 1] += io.send_errors;
+        self.truncated += io.truncated;
+    }
+
+    /// Counts one message: its verdict, and its method and verdict (request) or its class
+    /// (response).
+    pub(crate) fn count(&mut self, v: &Verdict, kind: Option<Result<usize, usize>>) {
+        if let Verdict::Dropped(DropReason::SendFailed(e)) = v {
+            self.send_failures[e.index()] += 1;
+        }
+        match kind {
+            Some(Ok(m)) => self.requests[m][v.index()] += 1,
+            Some(Err(class)) => self.responses[class] += 1,
+            None => {}
+        }
+        match v {
+            Verdict::Forwarded(_) => self.forwarded += 1,
+            Verdict::Routed => self.routed += 1,
+            Verdict::Relayed => self.relayed += 1,
+            Verdict::Replied(code) => self.replied[usize::from(code / 100).min(6)] += 1,
+            Verdict::Absorbed => self.absorbed += 1,
+            Verdict::ForUs | Verdict::ProbeReply { .. } => self.for_us += 1,
+            Verdict::Dropped(d) => self.dropped[d.index()] += 1,
+        }
+    }
+}
