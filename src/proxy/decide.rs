@@ -1,5 +1,5 @@
 //! Deciding what to do with a message, without doing it: classification, the route table and
-//! selection end in a [`Decision`] value that an executor runs ([`super::stateless`] today; a
+//! selection end in a [`Decision`] value that an executor runs (the `stateless` module today; a
 //! transaction-stateful executor can run the same decisions differently).
 //!
 //! A request (RFC 3261 §16, §16.4): the ACK of one of our replies is absorbed; a bad
@@ -21,6 +21,7 @@ use std::time::Instant;
 use arrayvec::ArrayVec;
 use sipdisp_parser::{Error, HeaderKind, Message, RequestLine, Scheme, Uri, Via};
 
+use super::boundary::Inbound;
 use super::branch::{BRANCH_LEN, BRANCH_PREFIX, ProbeToken, branch_for, stable_hash};
 use super::edits::{ClientVia, Forwarding};
 use super::keys::{TEMPLATE_CAPACITY, key_for};
@@ -28,7 +29,6 @@ use super::recent::Recent;
 use super::reply::{self, reason_phrase};
 use super::route::{Action, Target};
 use super::verdict::DropReason;
-use super::worker::Inbound;
 use super::{ProxyConfig, ip_port};
 use crate::dispatch::{Algorithm, DestIdx, Key, Mode, Pick, SetId};
 use crate::netio::{Flow, SocketIdx};

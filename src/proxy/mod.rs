@@ -18,6 +18,7 @@
 //! as an argument (`handle(now, …)`, `handle_timeout(now, …)`); nothing here reads a clock,
 //! opens a socket or allocates per message.
 
+mod boundary;
 pub mod branch;
 pub mod decide;
 pub mod edits;
@@ -36,13 +37,14 @@ use std::net::SocketAddr;
 
 pub use crate::plane::{Plane, ip_port, literal_addr, socket_attr_is_local};
 
+pub use boundary::{Inbound, Sink};
 pub use branch::ProbeToken;
 pub use decide::{Decision, Forward, Hop, Reply};
 pub use edits::Forwarding;
 pub use keys::{Template, TemplateError};
 pub use route::{Action, Condition, Route, RouteTable, SourceSets, Target};
 pub use verdict::{Counters, DropReason, METHODS, Verdict};
-pub use worker::{Inbound, Sink, Worker};
+pub use worker::Worker;
 
 use crate::netio::Transport;
 

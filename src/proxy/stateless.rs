@@ -6,11 +6,11 @@
 use arrayvec::ArrayVec;
 use sipdisp_parser::{MAX_PIECES, Message, Plan};
 
+use super::boundary::Sink;
 use super::decide::{Decision, Forward, Hop, Reply};
 use super::edits;
 use super::reply;
 use super::verdict::{DropReason, Verdict};
-use super::worker::Sink;
 use crate::netio::Flow;
 
 /// Runs `decision` for `msg`; `reply_buf` is the worker's reply buffer.

@@ -7,28 +7,12 @@ use std::time::Instant;
 use sipdisp_parser::{Error, Headers, parse_datagram};
 
 use super::ProxyConfig;
+use super::boundary::{Inbound, Sink};
 use super::decide::{self, Decider, Decision};
 use super::reply::REPLY_CAPACITY;
 use super::stateless;
 use super::verdict::{Counters, DropReason, Verdict, method_index};
-use crate::netio::{Flow, OutboxError};
 use crate::plane::Plane;
-
-/// One message as the I/O layer received it.
-#[derive(Debug, Clone, Copy)]
-pub struct Inbound<'a> {
-    /// The message (one UDP datagram).
-    pub data: &'a [u8],
-    /// The flow it came over: transport, our socket (index into [`ProxyConfig::sockets`]),
-    /// the sender.
-    pub flow: Flow,
-}
-
-/// Where transmits go (the I/O layer's outbox; a collector in tests).
-pub trait Sink {
-    /// Queues one message made of `pieces` on `flow`; says why when it could not be queued.
-    fn send(&mut self, flow: &Flow, pieces: &[&[u8]]) -> Result<(), OutboxError>;
-}
 
 /// The per-thread handler. Create one per I/O worker; it allocates only at creation.
 pub struct Worker {
