@@ -1,5 +1,7 @@
 //! The `sipdisp` binary: command line, startup, signals. Everything else is in the library.
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -34,7 +34,7 @@ pub use dispatcher::Dispatcher;
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use route::{
     Action, FROM_LIST_IGNORE_PORT, FROM_LIST_IGNORE_PROTO, FROM_LIST_ONLY_USABLE, HeaderMatch,
-    Reply, Route, Select, SelectMode, SourceMatch, standard_reason,
+    Reply, Route, Select, SelectMode, SourceMatch,
 };
 pub use server::{Admin, Advertise, Listen, Secret, Server};
 pub use template::{HashTemplate, TemplateError};

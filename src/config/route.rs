@@ -180,51 +180,6 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "reply",
 ];
 
-/// The standard reason phrase of common codes (RFC 3261 §21 and friends).
-pub fn standard_reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        202 => "Accepted",
-        300 => "Multiple Choices",
-        301 => "Moved Permanently",
-        302 => "Moved Temporarily",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        407 => "Proxy Authentication Required",
-        408 => "Request Timeout",
-        410 => "Gone",
-        415 => "Unsupported Media Type",
-        420 => "Bad Extension",
-        480 => "Temporarily Unavailable",
-        481 => "Call/Transaction Does Not Exist",
-        482 => "Loop Detected",
-        483 => "Too Many Hops",
-        484 => "Address Incomplete",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        500 => "Server Internal Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Server Time-out",
-        600 => "Busy Everywhere",
-        603 => "Decline",
-        604 => "Does Not Exist Anywhere",
-        606 => "Not Acceptable",
-        _ => match code / 100 {
-            2 => "OK",
-            3 => "Redirect",
-            4 => "Client Error",
-            5 => "Server Error",
-            _ => "Global Failure",
-        },
-    }
-}
-
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -287,7 +242,7 @@ fn read_reply(c: &mut Ctx<'_>, k: &str, v: &Value<'_>) -> Option<Reply> {
     }
     Some(Reply {
         code,
-        reason: reason.unwrap_or_else(|| standard_reason(code).to_owned()),
+        reason: reason.unwrap_or_else(|| crate::proxy::reply::reason_phrase(code).to_owned()),
     })
 }
 

@@ -117,6 +117,9 @@ struct Checked<'a> {
     in_dialog: bool,
     /// The first Route names us: it is removed from whatever is forwarded.
     remove_route: bool,
+    /// Our Via's branch for this request (stateless: a retransmission, its CANCEL and its
+    /// non-2xx ACK get the same one).
+    branch: [u8; BRANCH_LEN],
 }
 
 impl Decider {
@@ -161,15 +164,13 @@ impl Decider {
             return d;
         }
         // CANCEL and non-2xx ACK follow their INVITE.
-        let branch = branch_for(msg, &c.top);
-        let branch_key = stable_hash(&[&branch]);
+        let branch_key = stable_hash(&[&c.branch]);
         let method = c.req.method;
-        let record_route = cfg.record_route && !c.in_dialog && method != b"REGISTER";
         if (method == b"CANCEL" || method == b"ACK")
             && let Some((pick, addr)) = self.recent.get(branch_key, now)
         {
             let hop = Hop::Dispatched { pick, list: &[] };
-            return forward(cfg, msg, pkt, &c, branch, addr, hop, record_route, None);
+            return forward(cfg, msg, pkt, &c, addr, hop, None);
         }
         // An in-dialog request without a Route set goes to its Request-URI (the remote target
         // from the dialog's Contact, RFC 3261 §12.2.1.1) when that names another element by
@@ -178,7 +179,7 @@ impl Decider {
             && !cfg.is_ours(c.ruri.host, c.ruri.port)
             && let Some(hop) = ip_port(c.ruri.host, c.ruri.port)
         {
-            return forward(cfg, msg, pkt, &c, branch, hop, Hop::Routed, false, None);
+            return forward(cfg, msg, pkt, &c, hop, Hop::Routed, None);
         }
         let Some((pos, _)) = cfg.routes.find(msg, pkt.flow.remote, plane) else {
             return reply(cfg, msg, pkt, 404, "No Matching Route");
@@ -239,7 +240,7 @@ impl Decider {
             pick: sel.pick,
             list,
         };
-        forward(cfg, msg, pkt, &c, branch, addr, hop, record_route, ruri)
+        forward(cfg, msg, pkt, &c, addr, hop, ruri)
     }
 }
 
@@ -303,6 +304,7 @@ fn check<'a>(
         ruri,
         in_dialog,
         remove_route: false,
+        branch: branch_for(msg, &top),
     })
 }
 
@@ -332,27 +334,26 @@ fn loose_route<'a>(
         None => return None,
     };
     Some(match hop {
-        Some(addr) => {
-            let branch = branch_for(msg, &c.top);
-            forward(cfg, msg, pkt, c, branch, addr, Hop::Routed, false, None)
-        }
+        Some(addr) => forward(cfg, msg, pkt, c, addr, Hop::Routed, None),
         None => Decision::Drop(DropReason::NoNextHop),
     })
 }
 
-/// A forwarding decision to `addr` (dropped when no socket of its family exists).
-#[allow(clippy::too_many_arguments)] // the parts of one forwarding decision, named once here
+/// A forwarding decision to `addr` (dropped when no socket of its family exists). Only a
+/// dispatched initial request (not REGISTER) gets our Record-Route, when configured.
 fn forward<'a>(
     cfg: &'a ProxyConfig,
     msg: &Message<'a>,
     pkt: &Inbound<'_>,
     c: &Checked<'a>,
-    branch: [u8; BRANCH_LEN],
     addr: SocketAddr,
     hop: Hop<'a>,
-    record_route: bool,
     ruri: Option<&'a [u8]>,
 ) -> Decision<'a> {
+    let record_route = cfg.record_route
+        && matches!(hop, Hop::Dispatched { .. })
+        && !c.in_dialog
+        && c.req.method != b"REGISTER";
     let Some(local) = cfg.socket_for(pkt.flow.local, addr) else {
         return Decision::Drop(DropReason::NoNextHop);
     };
@@ -368,7 +369,7 @@ fn forward<'a>(
             client_via: ClientVia::of(msg, &c.top),
             source: pkt.flow.remote,
             listener,
-            branch,
+            branch: c.branch,
             max_forwards: msg.max_forwards().map_or(cfg.max_forwards, |n| n - 1),
             remove_route: c.remove_route,
             record_route,

@@ -19,21 +19,48 @@ pub const REPLY_CAPACITY: usize = 8192;
 /// Prefix of the To tags sipdisp generates.
 pub const TAG_PREFIX: &[u8] = b"sdlb";
 
-/// The reason phrase sipdisp uses for a code.
+/// The reason phrase sipdisp uses for a code: its own replies and a route's `reply` without
+/// a reason (RFC 3261 §21 and the extensions' codes; the class name for other codes). The
+/// one SIP reason-phrase table.
 pub fn reason_phrase(code: u16) -> &'static str {
     match code {
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
         482 => "Loop Detected",
         483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
         500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Server Time-out",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
         _ => match code / 100 {
+            2 => "OK",
             3 => "Redirect",
-            4 => "Request Failed",
+            4 => "Client Error",
             5 => "Server Error",
             _ => "Global Failure",
         },
