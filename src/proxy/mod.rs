@@ -27,6 +27,7 @@ mod recent;
 pub mod reply;
 pub mod route;
 mod stateless;
+pub mod txn;
 pub mod verdict;
 mod worker;
 

@@ -1,0 +1,270 @@
+//! Where stateful requests live while they are in flight: a fixed number of slots
+//! (`max_transactions`, sized at start), split into shards behind one mutex each.
+//!
+//! Any worker can receive any message of a call (the kernel's `SO_REUSEPORT` hash picks the
+//! worker by 4-tuple, and the caller and the backends are different 4-tuples), so the table is
+//! shared: a response names its slot in our Via branch ([`Slot`], checked by a generation
+//! number so a reused slot is never confused with its previous call); a retransmission, CANCEL
+//! or ACK from the caller finds its call by a key over the caller's top Via (RFC 3261 §17.2.3),
+//! which also picks the shard. The backends keep seeing one SIP address (the listen sockets);
+//! no message is handed between threads. Each shard has a timer queue; worker `w` of `n` runs
+//! the timers of shards `s` with `s % n == w`, so shards are rarely contended.
+//!
+//! Memory: slots, the key index and the timer queues are allocated at start; each slot's
+//! message buffers grow to the largest message they held and are then reused, so a steady
+//! load allocates nothing.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use arrayvec::ArrayVec;
+
+use super::call::{Call, MAX_BRANCHES};
+use crate::dispatch::Pick;
+use crate::netio::Flow;
+use crate::plane::Plane;
+
+/// A call's slot, as carried in our branch: shard, index in the shard, generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot {
+    /// Shard number.
+    pub shard: u32,
+    /// Index inside the shard.
+    pub index: u32,
+    /// Generation of the slot when the call was stored.
+    pub generation: u32,
+}
+
+/// Everything stored for one stateful request besides its state machines.
+#[derive(Debug)]
+pub struct Stored {
+    /// The request as the caller sent it (to build each branch, local replies, CANCEL, ACK).
+    pub request: Vec<u8>,
+    /// Where it came from.
+    pub client: Flow,
+    /// The plane it was routed with (picks are valid for this plane only).
+    pub plane: Option<Arc<Plane>>,
+    /// The failover list: destination and address, in order.
+    pub targets: ArrayVec<(Pick, SocketAddr), MAX_BRANCHES>,
+    /// The route that made it stateful (index in the route table).
+    pub route: usize,
+    /// The last response sent upstream, and where (for server retransmissions).
+    pub last: Vec<u8>,
+    /// Where `last` went.
+    pub last_flow: Option<Flow>,
+    /// The best final response so far (without our Via), and where it goes.
+    pub best: Vec<u8>,
+    /// Where `best` goes.
+    pub best_flow: Option<Flow>,
+}
+
+impl Stored {
+    fn new() -> Stored {
+        Stored {
+            request: Vec::new(),
+            client: Flow::udp(
+                crate::netio::SocketIdx(0),
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+            ),
+            plane: None,
+            targets: ArrayVec::new(),
+            route: 0,
+            last: Vec::new(),
+            last_flow: None,
+            best: Vec::new(),
+            best_flow: None,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.request.clear();
+        self.plane = None;
+        self.targets.clear();
+        self.last.clear();
+        self.last_flow = None;
+        self.best.clear();
+        self.best_flow = None;
+    }
+}
+
+/// One slot: a call and what it stores.
+#[derive(Debug)]
+pub struct Entry {
+    generation: u32,
+    key: u64,
+    /// The call (`None`: the slot is free).
+    pub call: Option<Call>,
+    /// Its stored messages.
+    pub stored: Stored,
+}
+
+/// One shard: its slots, free list, key index and timer queue.
+#[derive(Debug)]
+pub struct Shard {
+    entries: Box<[Entry]>,
+    free: Vec<u32>,
+    by_key: HashMap<u64, u32, ahash::RandomState>,
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+}
+
+impl Shard {
+    /// The entry at `index` if it still holds generation `generation`.
+    pub fn get(&mut self, index: u32, generation: u32) -> Option<&mut Entry> {
+        self.entries
+            .get_mut(index as usize)
+            .filter(|e| e.generation == generation && e.call.is_some())
+    }
+
+    /// The live call stored under the caller's `key`.
+    pub fn find(&mut self, key: u64) -> Option<(u32, &mut Entry)> {
+        let i = *self.by_key.get(&key)?;
+        Some((i, &mut self.entries[i as usize]))
+    }
+
+    /// The generation of the entry at `index`.
+    pub fn generation(&self, index: u32) -> u32 {
+        self.entries[index as usize].generation
+    }
+
+    /// Queues a timer for the entry at `index` at `at`.
+    pub fn schedule(&mut self, index: u32, at: Instant) {
+        let g = self.entries[index as usize].generation;
+        self.timers.push(Reverse((at, index, g)));
+    }
+
+    /// The next queued timer instant (may be stale: the call moved or ended).
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Pops one timer due at `now`: the index of an entry whose call may have work.
+    pub fn pop_due(&mut self, now: Instant) -> Option<u32> {
+        while let Some(&Reverse((t, i, g))) = self.timers.peek() {
+            if t > now {
+                return None;
+            }
+            self.timers.pop();
+            if self.entries[i as usize].generation == g && self.entries[i as usize].call.is_some() {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Frees the entry at `index` (its buffers are kept for the next call).
+    pub fn free(&mut self, index: u32) {
+        let e = &mut self.entries[index as usize];
+        if e.call.take().is_some() {
+            self.by_key.remove(&e.key);
+            e.generation = e.generation.wrapping_add(1);
+            e.stored.clear();
+            self.free.push(index);
+        }
+    }
+
+    /// Live calls in this shard.
+    pub fn live(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+}
+
+/// The transaction table (see the module documentation).
+#[derive(Debug)]
+pub struct TxnTable {
+    shards: Box<[Mutex<Shard>]>,
+    /// Per shard: its next timer in nanoseconds since `epoch` (`u64::MAX`: none).
+    next: Box<[AtomicU64]>,
+    epoch: Instant,
+}
+
+/// The table is full: the request gets `503` with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+impl TxnTable {
+    /// A table of at least `capacity` slots in `shards` shards (a power of two is not needed);
+    /// `epoch` is any instant before the first use (time origin of the shard deadlines).
+    pub fn new(capacity: usize, shards: usize, epoch: Instant) -> TxnTable {
+        let shards = shards.max(1);
+        let per = capacity.div_ceil(shards).max(1);
+        TxnTable {
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        entries: (0..per)
+                            .map(|_| Entry {
+                                generation: 0,
+                                key: 0,
+                                call: None,
+                                stored: Stored::new(),
+                            })
+                            .collect(),
+                        free: (0..per as u32).rev().collect(),
+                        by_key: HashMap::with_capacity_and_hasher(per, ahash::RandomState::new()),
+                        timers: BinaryHeap::with_capacity(per * 8),
+                    })
+                })
+                .collect(),
+            next: (0..shards).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            epoch,
+        }
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Slots in all.
+    pub fn capacity(&self) -> usize {
+        self.shards.len() * self.lock(0).entries.len()
+    }
+
+    /// The shard a caller key lives in.
+    pub fn shard_of(&self, key: u64) -> usize {
+        (key % self.shards.len() as u64) as usize
+    }
+
+    /// Locks shard `s`.
+    pub fn lock(&self, s: usize) -> MutexGuard<'_, Shard> {
+        self.shards[s].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a new call under the caller's `key` in its shard (locked as `shard`).
+    pub fn insert(shard: &mut Shard, key: u64, call: Call) -> Result<u32, Full> {
+        let i = shard.free.pop().ok_or(Full)?;
+        let e = &mut shard.entries[i as usize];
+        e.key = key;
+        e.call = Some(call);
+        shard.by_key.insert(key, i);
+        Ok(i)
+    }
+
+    /// Publishes shard `s`'s next timer (after changes under its lock).
+    pub fn publish_next(&self, s: usize, shard: &Shard) {
+        let v = shard.next_timer().map_or(u64::MAX, |t| {
+            t.saturating_duration_since(self.epoch).as_nanos() as u64
+        });
+        self.next[s].store(v, Ordering::Relaxed);
+    }
+
+    /// The earliest timer among the shards worker `w` of `n` runs.
+    pub fn next_timer(&self, w: usize, n: usize) -> Option<Instant> {
+        let n = n.max(1);
+        let min = (w..self.shards.len())
+            .step_by(n)
+            .map(|s| self.next[s].load(Ordering::Relaxed))
+            .min()
+            .filter(|&v| v != u64::MAX)?;
+        Some(self.epoch + std::time::Duration::from_nanos(min))
+    }
+
+    /// Live calls in all shards (takes every lock: for metrics, not the message path).
+    pub fn live(&self) -> usize {
+        (0..self.shards.len()).map(|s| self.lock(s).live()).sum()
+    }
+}
