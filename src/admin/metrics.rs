@@ -187,6 +187,7 @@ fn process(reg: &mut Registry, shared: &Shared, health: &Health) {
         "Datagrams longer than the receive buffer, dropped",
         truncated,
     );
+    transactions(reg, &c.txn);
     let expired = Counter::<u64>::default();
     expired.inc_by(c.calls_expired);
     reg.register(
@@ -229,7 +230,7 @@ fn destinations(reg: &mut Registry, shared: &Shared) {
                 .get_or_create(&l)
                 .set(f64::from(u8::from(f.has(Flags::PROBING))));
             selections.get_or_create(&l).inc_by(plane.selections(sp, i));
-            let _ = failovers.get_or_create(&l);
+            failovers.get_or_create(&l).inc_by(plane.failovers(sp, i));
             let lat = d.latency();
             avg.get_or_create(&l).set(f64::from(lat.average) / 1000.0);
             std.get_or_create(&l).set(f64::from(lat.stdev) / 1000.0);
@@ -287,5 +288,71 @@ fn destinations(reg: &mut Registry, shared: &Shared) {
         "destination_latency_timeouts",
         "Keepalive 408s counted by the latency statistics (Kamailio TIMEOUT)",
         timeouts,
+    );
+}
+
+/// The transaction-stateful path's counters (routes with `failover`).
+fn transactions(reg: &mut Registry, t: &crate::proxy::verdict::TxnCounters) {
+    let one = |reg: &mut Registry, name: &str, help: &str, v: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        reg.register(name, help, c);
+    };
+    one(
+        reg,
+        "transactions_started",
+        "Stateful requests (calls) started",
+        t.started,
+    );
+    let active = Gauge::<i64>::default();
+    active.set(t.started.saturating_sub(t.ended) as i64);
+    reg.register(
+        "transactions_active",
+        "Stateful requests in flight or in their wait timers",
+        active,
+    );
+    let failovers = Counters::default();
+    for (cause, v) in [("code", t.failovers_code), ("timeout", t.failovers_timeout)] {
+        failovers
+            .get_or_create(&labels(&[("cause", cause)]))
+            .inc_by(v);
+    }
+    reg.register(
+        "transaction_failovers",
+        "Failovers to the next destination, by cause (a failover code, or a local timeout)",
+        failovers,
+    );
+    let retr = Counters::default();
+    for (dir, v) in [("in", t.retransmissions_in), ("out", t.retransmissions_out)] {
+        retr.get_or_create(&labels(&[("direction", dir)])).inc_by(v);
+    }
+    reg.register(
+        "transaction_retransmissions",
+        "Caller retransmissions absorbed (in) and requests retransmitted to destinations (out)",
+        retr,
+    );
+    one(
+        reg,
+        "transaction_timeouts",
+        "Stateful requests answered with a local 408 (no destination answered in time)",
+        t.timeouts,
+    );
+    one(
+        reg,
+        "transaction_overload",
+        "Requests refused with 503 Retry-After because max_transactions were in flight",
+        t.overload,
+    );
+    one(
+        reg,
+        "transaction_cancels",
+        "CANCELs matched to a stateful INVITE",
+        t.cancels,
+    );
+    one(
+        reg,
+        "transaction_local_replies",
+        "Final responses sipdisp generated for stateful requests (408, 487, 500)",
+        t.local_replies,
     );
 }

@@ -24,7 +24,9 @@ mod read;
 mod route;
 mod server;
 mod template;
+mod tm;
 mod to_proxy;
+pub use tm::Tm;
 
 #[cfg(test)]
 mod tests;
@@ -58,9 +60,11 @@ pub struct Config {
     pub dispatcher: Dispatcher,
     /// `[[route]]` in file order (first match wins), or [`Route::default_route`].
     pub routes: Vec<Route>,
+    /// `[tm]`: transaction timers and table size (routes with `failover`).
+    pub tm: tm::Tm,
 }
 
-const TOP_KEYS: &[&str] = &["server", "admin", "dispatcher", "route"];
+const TOP_KEYS: &[&str] = &["server", "admin", "dispatcher", "route", "tm"];
 
 fn no_special(_: &str) -> Option<String> {
     None
@@ -134,6 +138,13 @@ impl Config {
                 .and_then(|v| v.get_ref().get("hash_pvar"))
                 .is_some();
         let routes = read_routes(&mut ctx, top.get("route"), has_template);
+        let tm = match top.get("tm") {
+            Some(v) => ctx
+                .table("tm".into(), v, tm::TM_KEYS, &no_special)
+                .map(|t| tm::read_tm(&mut ctx, &t))
+                .unwrap_or_default(),
+            None => tm::Tm::default(),
+        };
 
         if ctx.errors.is_empty() {
             Ok(Config {
@@ -142,6 +153,7 @@ impl Config {
                 admin,
                 dispatcher,
                 routes,
+                tm,
             })
         } else {
             let mut errors = ctx.errors;

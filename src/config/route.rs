@@ -95,6 +95,8 @@ pub struct Route {
     pub header: Option<HeaderMatch>,
     /// The action.
     pub action: Action,
+    /// `failover` (with `failover_codes`, `mark`): transaction-stateful failover.
+    pub failover: Option<crate::proxy::Failover>,
 }
 
 impl Route {
@@ -114,6 +116,7 @@ impl Route {
                 mode: SelectMode::Dst,
                 limit: None,
             }),
+            failover: None,
         }
     }
 }
@@ -178,6 +181,9 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "mode",
     "limit",
     "reply",
+    "failover",
+    "failover_codes",
+    "mark",
 ];
 
 fn is_token(s: &str) -> bool {
@@ -425,6 +431,7 @@ pub(crate) fn read_route(
         }
         (Some(_), None) => {}
     }
+    let failover = read_failover(ctx, t, reply.is_some());
     if ctx.errors.len() > before {
         return None;
     }
@@ -445,5 +452,70 @@ pub(crate) fn read_route(
         ruri_user_prefix,
         header,
         action,
+        failover,
+    })
+}
+
+/// `failover = true`, `failover_codes = "408|5[0-9][0-9]"`, `mark = "ip"`.
+fn read_failover(
+    ctx: &mut Ctx<'_>,
+    t: &Table<'_, '_>,
+    replies: bool,
+) -> Option<crate::proxy::Failover> {
+    let on = ctx
+        .at(t, "failover", |c, k, v| c.flag(k, v))
+        .unwrap_or(false);
+    let codes = ctx.at(t, "failover_codes", |c, k, v| {
+        let s = c.string(k, v)?;
+        match crate::proxy::txn::Codes::parse(&s) {
+            Ok(codes) => Some(codes),
+            Err(e) => {
+                c.bad(
+                    &v.span(),
+                    k,
+                    "a t_check_status pattern like \"408|5[0-9][0-9]\"",
+                    &e.to_string(),
+                );
+                None
+            }
+        }
+    });
+    let mark = ctx.at(t, "mark", |c, k, v| {
+        let s = c.string(k, v)?;
+        match crate::dispatch::state::parse_mark(Some(s.as_bytes()), 0) {
+            Ok(_) => Some(s.into_bytes().into_boxed_slice()),
+            Err(_) => {
+                c.bad(
+                    &v.span(),
+                    k,
+                    "ds_mark_dst letters from a, i, t, d, p (e.g. \"ip\")",
+                    &format!("{s:?}"),
+                );
+                None
+            }
+        }
+    });
+    for key in ["failover_codes", "mark"] {
+        if let Some(v) = t.get(key)
+            && !on
+        {
+            let why = format!("`{key}` needs `failover = true`");
+            ctx.error(&v.span(), &t.key(key), ErrorKind::Conflict(why));
+        }
+    }
+    if on && replies {
+        if let Some(v) = t.get("failover") {
+            let why = "`failover` belongs to `select`; this route replies";
+            ctx.error(
+                &v.span(),
+                &t.key("failover"),
+                ErrorKind::Conflict(why.into()),
+            );
+        }
+        return None;
+    }
+    on.then(|| crate::proxy::Failover {
+        codes: codes.unwrap_or_default(),
+        mark,
     })
 }

@@ -52,6 +52,7 @@ fn route(r: &Route) -> proxy::Route {
         name: r.name.as_str().into(),
         conditions,
         action,
+        failover: r.failover.clone(),
     }
 }
 
@@ -88,6 +89,7 @@ impl Config {
                 .hash_pvar
                 .as_ref()
                 .map(|t| t.compiled.clone()),
+            timers: self.tm.timers,
             call_check_interval: (self.dispatcher.params.ds_hash_size > 0)
                 .then_some(self.dispatcher.params.ds_hash_check_interval),
         }

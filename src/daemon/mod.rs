@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread;
+use std::time::Instant;
 
 mod worker;
 
@@ -20,6 +21,7 @@ use crate::control::Control;
 use crate::dispatch::DispatchParams;
 use crate::netio::{self, Backend, DatapathChoice, NetConfig};
 use crate::plane::{LoadError, Plane, Shared, load_plane};
+use crate::proxy::txn::TxnTable;
 use crate::proxy::{self, Counters, Listener, ProxyConfig};
 
 /// Everything the daemon needs, already validated (built from the configuration file).
@@ -51,6 +53,8 @@ pub struct Settings {
     pub persist_rpc_changes: bool,
     /// `[dispatcher] event_hook`: command run on dst-down / dst-up (see `crate::health`).
     pub event_hook: Option<PathBuf>,
+    /// `[tm] max_transactions`: slots of the transaction table (routes with `failover`).
+    pub max_transactions: usize,
 }
 
 /// Why the daemon could not start.
@@ -199,7 +203,23 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
             .map_err(|e| DaemonError::Datapath(format!("cannot spawn list watcher: {e}")))?;
         threads.push(w);
     }
+    // Routes with `failover` proxy through transactions, kept in one table all workers share.
+    let txn = proxy_cfg
+        .routes
+        .routes
+        .iter()
+        .any(|r| r.failover.is_some())
+        .then(|| {
+            let shards = (datapaths.len() * 16).next_power_of_two();
+            Arc::new(TxnTable::new(
+                settings.max_transactions,
+                shards,
+                Instant::now(),
+            ))
+        });
+    let workers = datapaths.len();
     for (n, mut dp) in datapaths.into_iter().enumerate() {
+        let txn = txn.clone();
         let (stop, shared, cfg, health) = (
             Arc::clone(&stop),
             Arc::clone(&shared),
@@ -208,7 +228,7 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         );
         let t = thread::Builder::new()
             .name(format!("sipdisp-w{n}"))
-            .spawn(move || worker::run(n, dp.as_mut(), cfg, shared, health, &stop))
+            .spawn(move || worker::run(n, workers, dp.as_mut(), cfg, txn, shared, health, &stop))
             .map_err(|e| DaemonError::Datapath(format!("cannot spawn worker: {e}")))?;
         threads.push(t);
     }
@@ -272,6 +292,7 @@ impl Settings {
             watch_list_file: cfg.dispatcher.watch_list_file,
             persist_rpc_changes: cfg.dispatcher.persist_rpc_changes,
             event_hook: cfg.dispatcher.event_hook.clone(),
+            max_transactions: cfg.tm.max_transactions,
         }
     }
 }

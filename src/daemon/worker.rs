@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::health::Health;
 use crate::netio::{self, Datagram, Flow, Outbox, OutboxError};
+use crate::proxy::txn::TxnTable;
 use crate::proxy::{self, Inbound, Plane, ProxyConfig, Sink, Verdict};
 
 use super::Shared;
@@ -89,18 +90,25 @@ impl netio::Handler for Loop {
 }
 
 /// Runs worker `n` on `dp` until `stop` is set, then publishes its final counters.
+#[allow(clippy::too_many_arguments)] // a worker thread's whole context, passed once
 pub(super) fn run(
     n: usize,
+    workers: usize,
     dp: &mut dyn netio::Datapath,
     cfg: Arc<ProxyConfig>,
+    txn: Option<Arc<TxnTable>>,
     shared: Arc<Shared>,
     health: Arc<Health>,
     stop: &AtomicBool,
 ) {
     let plane = shared.plane.load_full();
+    let mut worker = proxy::Worker::new(cfg, 0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1));
+    if let Some(t) = txn {
+        worker = worker.with_transactions(t, n, workers);
+    }
     let mut lp = Loop {
         n,
-        worker: proxy::Worker::new(cfg, 0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1)),
+        worker,
         shared,
         health,
         plane,

@@ -51,6 +51,8 @@ pub struct Plane {
     /// Forwarded requests per destination (same shape as `addrs`): one relaxed atomic add per
     /// forwarded request, read by the metrics collector. Starts at 0 with each plane.
     selections: Vec<Box<[AtomicU64]>>,
+    /// Failovers away from each destination (same shape), by the stateful path.
+    failovers: Vec<Box<[AtomicU64]>>,
 }
 
 impl Plane {
@@ -70,10 +72,16 @@ impl Plane {
             .iter()
             .map(|s| s.destinations().iter().map(|_| AtomicU64::new(0)).collect())
             .collect();
+        let failovers = snapshot
+            .sets()
+            .iter()
+            .map(|s| s.destinations().iter().map(|_| AtomicU64::new(0)).collect())
+            .collect();
         Plane {
             snapshot,
             addrs,
             selections,
+            failovers,
         }
     }
 
@@ -86,6 +94,25 @@ impl Plane {
         {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one failover away from `pick` (the stateful path tried the next destination).
+    pub fn count_failover(&self, pick: Pick) {
+        if let Some(c) = self
+            .failovers
+            .get(pick.set_pos as usize)
+            .and_then(|s| s.get(pick.idx.0 as usize))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Failovers away from the destination at (set position, index) with this plane.
+    pub fn failovers(&self, set_pos: usize, idx: usize) -> u64 {
+        self.failovers
+            .get(set_pos)
+            .and_then(|s| s.get(idx))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Requests forwarded to the destination at (set position, index) with this plane.

@@ -60,6 +60,7 @@ fn sum(all: &[Counters]) -> Counters {
         total.for_us += c.for_us;
         total.calls_expired += c.calls_expired;
         total.truncated += c.truncated;
+        total.txn.add(&c.txn);
         for (t, v) in total.send_failures.iter_mut().zip(c.send_failures) {
             *t += v;
         }

@@ -68,6 +68,61 @@ impl ProbeToken {
     }
 }
 
+/// The prefix of the branch of a transaction-stateful request: the normal prefix, then `t`
+/// (never a hex digit).
+pub const TXN_BRANCH_PREFIX: &[u8] = b"z9hG4bK-sd-t";
+
+/// Length of a transaction branch: the prefix and 22 hex digits.
+pub const TXN_BRANCH_LEN: usize = TXN_BRANCH_PREFIX.len() + 22;
+
+/// What a transaction branch names: the call's slot (shard, index, generation) and the
+/// branch number in its failover list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxnToken {
+    /// Shard of the slot.
+    pub shard: u16,
+    /// Index of the slot in its shard.
+    pub index: u32,
+    /// Generation of the slot.
+    pub generation: u32,
+    /// Branch number.
+    pub branch: u8,
+}
+
+impl TxnToken {
+    /// The branch value carrying this token.
+    pub fn branch_value(self) -> [u8; TXN_BRANCH_LEN] {
+        let mut out = [0u8; TXN_BRANCH_LEN];
+        let n = TXN_BRANCH_PREFIX.len();
+        out[..n].copy_from_slice(TXN_BRANCH_PREFIX);
+        let a = (u64::from(self.shard) << 32) | u64::from(self.index);
+        let b = (u64::from(self.generation) << 8) | u64::from(self.branch);
+        let mut x = [0u8; 16];
+        hex16(a, &mut x);
+        out[n..n + 12].copy_from_slice(&x[4..]);
+        hex16(b, &mut x);
+        out[n + 12..].copy_from_slice(&x[6..]);
+        out
+    }
+
+    /// The token in a branch value, if it is a transaction branch.
+    pub fn parse(branch: &[u8]) -> Option<TxnToken> {
+        let hex = branch.strip_prefix(TXN_BRANCH_PREFIX)?;
+        if hex.len() != 22 || !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        let num = |h: &[u8]| u64::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok();
+        let a = num(&hex[..12])?;
+        let b = num(&hex[12..])?;
+        Some(TxnToken {
+            shard: (a >> 32) as u16,
+            index: a as u32,
+            generation: (b >> 8) as u32,
+            branch: b as u8,
+        })
+    }
+}
+
 /// A deterministic 64-bit hash of several byte strings (length-prefixed, so `["ab","c"]` and
 /// `["a","bc"]` differ).
 pub fn stable_hash(parts: &[&[u8]]) -> u64 {
@@ -132,6 +187,21 @@ pub fn branch_for(msg: &Message<'_>, top: &Via<'_>) -> [u8; BRANCH_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn txn_token_round_trip() {
+        let t = TxnToken {
+            shard: 0xbeef,
+            index: 0x1234_5678,
+            generation: 0x00ab_cdef,
+            branch: 15,
+        };
+        let b = t.branch_value();
+        assert!(b.starts_with(TXN_BRANCH_PREFIX));
+        assert_eq!(TxnToken::parse(&b), Some(t));
+        assert_eq!(TxnToken::parse(b"z9hG4bK-sd-tzz"), None);
+        assert_eq!(ProbeToken::parse(&b), None);
+    }
     use sipdisp_parser::{Headers, parse_datagram};
 
     fn branch(text: &str) -> [u8; BRANCH_LEN] {

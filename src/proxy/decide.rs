@@ -22,7 +22,7 @@ use arrayvec::ArrayVec;
 use sipdisp_parser::{Error, HeaderKind, Message, RequestLine, Scheme, Uri, Via};
 
 use super::boundary::Inbound;
-use super::branch::{BRANCH_LEN, BRANCH_PREFIX, ProbeToken, branch_for, stable_hash};
+use super::branch::{BRANCH_LEN, BRANCH_PREFIX, ProbeToken, TxnToken, branch_for, stable_hash};
 use super::edits::{ClientVia, Forwarding};
 use super::keys::{TEMPLATE_CAPACITY, key_for};
 use super::recent::Recent;
@@ -46,6 +46,14 @@ pub enum Decision<'a> {
     Reply(Reply<'a>),
     /// Relay a response on this flow, without our top Via.
     Relay(Flow),
+    /// A response to a branch of a transaction-stateful request: its call decides (relayed
+    /// statelessly on `relay` when the call is gone, RFC 3261 §16.7).
+    TxnResponse {
+        /// The call and branch our Via named.
+        token: TxnToken,
+        /// Where a stateless relay would send it.
+        relay: Option<Flow>,
+    },
     /// An ACK for one of our own replies: the transaction ends here.
     Absorb,
     /// A response addressed to us (our Via is its only one) that is not a probe reply.
@@ -82,6 +90,9 @@ pub enum Hop<'a> {
         pick: Pick,
         /// The failover list, in order.
         list: &'a [Pick],
+        /// The route of the route table that selected it (`None`: a CANCEL or ACK following
+        /// its INVITE). Its `failover` settings make the request transaction-stateful.
+        route: Option<usize>,
     },
     /// Along the Route set, to the Request-URI of an in-dialog request, or where the INVITE of
     /// a CANCEL / non-2xx ACK went.
@@ -169,7 +180,11 @@ impl Decider {
         if (method == b"CANCEL" || method == b"ACK")
             && let Some((pick, addr)) = self.recent.get(branch_key, now)
         {
-            let hop = Hop::Dispatched { pick, list: &[] };
+            let hop = Hop::Dispatched {
+                pick,
+                list: &[],
+                route: None,
+            };
             return forward(cfg, msg, pkt, &c, addr, hop, None);
         }
         // An in-dialog request without a Route set goes to its Request-URI (the remote target
@@ -239,6 +254,7 @@ impl Decider {
         let hop = Hop::Dispatched {
             pick: sel.pick,
             list,
+            route: Some(pos),
         };
         forward(cfg, msg, pkt, &c, addr, hop, ruri)
     }
@@ -369,7 +385,11 @@ fn forward<'a>(
             client_via: ClientVia::of(msg, &c.top),
             source: pkt.flow.remote,
             listener,
-            branch: c.branch,
+            branch: {
+                let mut b = ArrayVec::new();
+                let _ = b.try_extend_from_slice(&c.branch);
+                b
+            },
             max_forwards: msg.max_forwards().map_or(cfg.max_forwards, |n| n - 1),
             remove_route: c.remove_route,
             record_route,
@@ -419,7 +439,9 @@ pub(crate) fn response<'a>(
     {
         return Decision::Drop(DropReason::NotOurVia);
     }
+    let txn = top.branch.and_then(TxnToken::parse);
     let next = match vias.next() {
+        None if txn.is_some() => None,
         None => {
             let token = top.branch.and_then(ProbeToken::parse);
             return match (token, msg.response()) {
@@ -431,23 +453,27 @@ pub(crate) fn response<'a>(
             };
         }
         Some(Err(e)) => return Decision::Drop(DropReason::Malformed(e)),
-        Some(Ok(v)) => v,
+        Some(Ok(v)) => Some(v),
     };
     // RFC 3261 §18.2.2 / RFC 3581 §4: received (else sent-by host), rport value (else port).
-    let host = next.received.unwrap_or(next.host);
-    let port = match next.rport {
-        Some(Some(p)) => Some(p),
-        _ => next.port,
-    };
-    let Some(addr) = ip_port(host, port) else {
-        return Decision::Drop(DropReason::NoNextHop);
-    };
-    match cfg.socket_for(pkt.flow.local, addr) {
-        Some(local) => Decision::Relay(Flow {
+    let relay = next.and_then(|next| {
+        let host = next.received.unwrap_or(next.host);
+        let port = match next.rport {
+            Some(Some(p)) => Some(p),
+            _ => next.port,
+        };
+        let addr = ip_port(host, port)?;
+        cfg.socket_for(pkt.flow.local, addr).map(|local| Flow {
             transport: cfg.sockets[usize::from(local.0)].transport,
             local,
             remote: addr,
-        }),
+        })
+    });
+    if let Some(token) = txn {
+        return Decision::TxnResponse { token, relay };
+    }
+    match relay {
+        Some(flow) => Decision::Relay(flow),
         None => Decision::Drop(DropReason::NoNextHop),
     }
 }

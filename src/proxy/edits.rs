@@ -14,7 +14,7 @@ use arrayvec::ArrayVec;
 use sipdisp_parser::{Message, Plan, PlanError, Uri, Via};
 
 use super::Listener;
-use super::branch::BRANCH_LEN;
+use super::branch::TXN_BRANCH_LEN;
 
 /// Where the client's top Via gets `received` / `rport` (RFC 3261 §18.2.1, RFC 3581).
 #[derive(Debug, Clone, Copy)]
@@ -55,8 +55,8 @@ pub struct Forwarding<'a> {
     pub source: SocketAddr,
     /// The listener it leaves from: the host, port and transport of our Via and Record-Route.
     pub listener: &'a Listener,
-    /// Our Via's branch.
-    pub branch: [u8; BRANCH_LEN],
+    /// Our Via's branch (stateless, or a transaction's).
+    pub branch: ArrayVec<u8, TXN_BRANCH_LEN>,
     /// The Max-Forwards value to write.
     pub max_forwards: u32,
     /// Remove the first Route (it names us).
@@ -142,4 +142,58 @@ fn complete_client_via(
         None => {}
     }
     Ok(())
+}
+
+/// The parts of a forwarding decision a stateful call keeps to build each branch's request
+/// again from its stored copy of the caller's request (same bytes, same offsets).
+#[derive(Debug, Clone, Copy)]
+pub struct StoredForwarding {
+    via_end: usize,
+    rport_at: Option<usize>,
+    /// The client's sent-by host as an offset and length in the request.
+    host: (usize, usize),
+    has_received: bool,
+    /// The Max-Forwards value to write.
+    pub max_forwards: u32,
+    /// Remove the first Route.
+    pub remove_route: bool,
+    /// Insert our Record-Route.
+    pub record_route: bool,
+    /// Rewrite the Request-URI host (`ds_select_domain`) to each branch's destination.
+    pub rewrite_ruri: bool,
+}
+
+impl StoredForwarding {
+    /// What to keep of `f`, a decision over the request in `buf`.
+    pub fn of(f: &Forwarding<'_>, buf: &[u8]) -> StoredForwarding {
+        let h = f.client_via.host;
+        let off = (h.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        let host = if off <= buf.len() && off + h.len() <= buf.len() {
+            (off, h.len())
+        } else {
+            (0, 0)
+        };
+        StoredForwarding {
+            via_end: f.client_via.end,
+            rport_at: f.client_via.rport_at,
+            host,
+            has_received: f.client_via.has_received,
+            max_forwards: f.max_forwards,
+            remove_route: f.remove_route,
+            record_route: f.record_route,
+            rewrite_ruri: f.ruri.is_some(),
+        }
+    }
+
+    /// The client Via positions in the stored copy `request` of the same message.
+    pub fn client_via<'r>(&self, request: &'r [u8]) -> ClientVia<'r> {
+        ClientVia {
+            end: self.via_end,
+            rport_at: self.rport_at,
+            host: request
+                .get(self.host.0..self.host.0 + self.host.1)
+                .unwrap_or(b""),
+            has_received: self.has_received,
+        }
+    }
 }

@@ -26,6 +26,7 @@ pub mod keys;
 mod recent;
 pub mod reply;
 pub mod route;
+mod stateful;
 mod stateless;
 pub mod txn;
 pub mod verdict;
@@ -43,7 +44,7 @@ pub use branch::ProbeToken;
 pub use decide::{Decision, Forward, Hop, Reply};
 pub use edits::Forwarding;
 pub use keys::{Template, TemplateError};
-pub use route::{Action, Condition, Route, RouteTable, SourceSets, Target};
+pub use route::{Action, Condition, Failover, Route, RouteTable, SourceSets, Target};
 pub use verdict::{Counters, DropReason, METHODS, Verdict};
 pub use worker::Worker;
 
@@ -118,6 +119,8 @@ pub struct ProxyConfig {
     pub routes: RouteTable,
     /// Algorithm 7's `hash_pvar` template, if configured.
     pub hash_template: Option<Template>,
+    /// Transaction timers (`[tm]`), for routes with failover.
+    pub timers: txn::Timers,
     /// `ds_hash_check_interval` when algorithm 10's call-load table exists
     /// (`ds_hash_size > 0`): how often each worker's timer offers to run call-load expiry.
     pub call_check_interval: Option<std::time::Duration>,

@@ -70,6 +70,17 @@ pub enum Action {
     },
 }
 
+/// Transaction-stateful failover of a route (Kamailio's `t_on_failure` + `ds_next_dst`
+/// idiom): the request is proxied through transactions and retried on the next destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    /// Final responses (and the local 408 of a timeout) that try the next destination
+    /// (`t_check_status` pattern; default `408|5[0-9][0-9]`).
+    pub codes: super::txn::Codes,
+    /// `ds_mark_dst` letters for a destination that failed that way (`None`: no mark).
+    pub mark: Option<Box<[u8]>>,
+}
+
 /// One route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -79,6 +90,8 @@ pub struct Route {
     pub conditions: Vec<Condition>,
     /// What to do.
     pub action: Action,
+    /// Transaction-stateful failover for the requests it selects for (`None`: stateless).
+    pub failover: Option<Failover>,
 }
 
 /// The ordered route table.
@@ -103,6 +116,7 @@ impl RouteTable {
                     target: Target::Dst,
                     limit: 0,
                 },
+                failover: None,
             }],
         }
     }

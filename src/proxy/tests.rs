@@ -28,11 +28,14 @@ impl Sink for Collect {
 const LB: &str = "127.0.0.1:5060";
 const CLIENT: &str = "127.0.0.1:40000";
 
-fn plane(list: &str, params: DispatchParams) -> Plane {
+fn plane(list: &str, params: DispatchParams) -> Arc<Plane> {
     let loaded =
         crate::dispatch::parse_list("test.list", list.as_bytes(), &params, &LoadHooks::default())
             .unwrap();
-    Plane::new(Snapshot::build(&loaded.entries, params, 7), literal_addr)
+    Arc::new(Plane::new(
+        Snapshot::build(&loaded.entries, params, 7),
+        literal_addr,
+    ))
 }
 
 fn config(routes: RouteTable) -> Arc<ProxyConfig> {
@@ -45,6 +48,7 @@ fn config(routes: RouteTable) -> Arc<ProxyConfig> {
         max_forwards: 70,
         routes,
         hash_template: Template::parse("$fU").ok(),
+        timers: Default::default(),
         call_check_interval: None,
     })
 }
@@ -59,6 +63,7 @@ fn select(rules: &str, target: Target) -> RouteTable {
                 target,
                 limit: 0,
             },
+            failover: None,
         }],
     }
 }
@@ -76,7 +81,7 @@ CSeq: 1 INVITE\r\n\
     )
 }
 
-fn run(w: &mut Worker, p: &Plane, msg: &str, sink: &mut Collect) -> Verdict {
+fn run(w: &mut Worker, p: &Arc<Plane>, msg: &str, sink: &mut Collect) -> Verdict {
     let pkt = Inbound {
         data: msg.as_bytes(),
         flow: Flow::udp(SocketIdx(0), CLIENT.parse().unwrap()),
@@ -420,6 +425,7 @@ fn routes_match_in_order_and_reply_action() {
                     code: 403,
                     reason: "Forbidden".into(),
                 },
+                failover: None,
             },
             Route {
                 name: "opt".into(),
@@ -429,6 +435,7 @@ fn routes_match_in_order_and_reply_action() {
                     target: Target::Dst,
                     limit: 0,
                 },
+                failover: None,
             },
             Route {
                 name: "from-gw".into(),
@@ -440,6 +447,7 @@ fn routes_match_in_order_and_reply_action() {
                     code: 404,
                     reason: "From Gateway".into(),
                 },
+                failover: None,
             },
             Route {
                 name: "prefix".into(),
@@ -449,6 +457,7 @@ fn routes_match_in_order_and_reply_action() {
                     target: Target::Dst,
                     limit: 0,
                 },
+                failover: None,
             },
         ],
     };

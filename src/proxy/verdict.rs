@@ -164,6 +164,47 @@ pub(crate) fn method_index(m: &[u8]) -> usize {
         .unwrap_or(METHODS.len() - 1)
 }
 
+/// Counters of the transaction-stateful path (routes with `failover`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxnCounters {
+    /// Calls (stateful requests) started.
+    pub started: u64,
+    /// Calls ended and their slot freed (active = started − ended).
+    pub ended: u64,
+    /// Requests refused with 503 because the transaction table was full.
+    pub overload: u64,
+    /// CANCELs matched to a call.
+    pub cancels: u64,
+    /// Caller retransmissions absorbed or answered with the last response.
+    pub retransmissions_in: u64,
+    /// Requests retransmitted to a destination (Timer A / E).
+    pub retransmissions_out: u64,
+    /// Failovers to the next destination after a final response matching the codes.
+    pub failovers_code: u64,
+    /// Failovers after a local timeout (`fr_timer` / `fr_inv_timer`).
+    pub failovers_timeout: u64,
+    /// Calls that ended with a local 408 (no response from any destination).
+    pub timeouts: u64,
+    /// Local final responses sent upstream (408, 487, 500).
+    pub local_replies: u64,
+}
+
+impl TxnCounters {
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &TxnCounters) {
+        self.started += o.started;
+        self.ended += o.ended;
+        self.overload += o.overload;
+        self.cancels += o.cancels;
+        self.retransmissions_in += o.retransmissions_in;
+        self.retransmissions_out += o.retransmissions_out;
+        self.failovers_code += o.failovers_code;
+        self.failovers_timeout += o.failovers_timeout;
+        self.timeouts += o.timeouts;
+        self.local_replies += o.local_replies;
+    }
+}
+
 /// Plain per-worker counters, summed across workers when scraped.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
@@ -193,6 +234,8 @@ pub struct Counters {
     pub send_failures: [u64; SEND_FAILURES.len()],
     /// Datagrams longer than the receive buffer, dropped by the datapath.
     pub truncated: u64,
+    /// Transaction-stateful proxying.
+    pub txn: TxnCounters,
     /// Algorithm-10 calls removed by the expiry timer (`ds_hash_expire` /
     /// `ds_hash_initexpire`).
     pub calls_expired: u64,

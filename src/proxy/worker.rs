@@ -8,10 +8,14 @@ use sipdisp_parser::{Error, Headers, parse_datagram};
 
 use super::ProxyConfig;
 use super::boundary::{Inbound, Sink};
+use super::decide::Hop;
 use super::decide::{self, Decider, Decision};
 use super::reply::REPLY_CAPACITY;
+use super::stateful::Txn;
 use super::stateless;
+use super::txn::{Fork, TxnTable};
 use super::verdict::{Counters, DropReason, Verdict, method_index};
+use crate::dispatch::Algorithm;
 use crate::plane::Plane;
 
 /// The per-thread handler. Create one per I/O worker; it allocates only at creation.
@@ -23,6 +27,8 @@ pub struct Worker {
     counters: Counters,
     /// When this worker next offers to run call-load expiry (armed by the first message).
     call_expiry: Option<Instant>,
+    /// The transaction table, when a route has `failover`.
+    txn: Option<Txn>,
 }
 
 impl Worker {
@@ -39,7 +45,16 @@ impl Worker {
                 ..Counters::default()
             },
             call_expiry: None,
+            txn: None,
         }
+    }
+
+    /// Makes the routes with `failover` transaction-stateful, with calls kept in `table`
+    /// (shared by all workers); this is worker `me` of `workers` (it runs the timers of the
+    /// shards `s % workers == me`).
+    pub fn with_transactions(mut self, table: Arc<TxnTable>, me: usize, workers: usize) -> Worker {
+        self.txn = Some(Txn::new(table, me, workers));
+        self
     }
 
     /// The counters so far.
@@ -56,15 +71,20 @@ impl Worker {
     /// The earliest instant at which [`Worker::handle_timeout`] has work (`None`: no timer
     /// armed). Timers are armed by the messages that need them, so an idle worker has none.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.call_expiry
+        let txn = self.txn.as_ref().and_then(Txn::next_timer);
+        [self.call_expiry, txn].into_iter().flatten().min()
     }
 
     /// Runs the timers due at `now` and re-arms them; what they send goes into `sink`.
     ///
-    /// Today's one timer: every `ds_hash_check_interval`, offer to run algorithm 10's
-    /// call-load expiry (the first worker to offer in an interval runs it, see
+    /// The timers: the transactions of this worker's shards (retransmissions, timeouts and
+    /// failover, wait timers), and every `ds_hash_check_interval` an offer to run algorithm
+    /// 10's call-load expiry (the first worker to offer in an interval runs it, see
     /// [`Snapshot::expire_calls_due`](crate::dispatch::Snapshot::expire_calls_due)).
-    pub fn handle_timeout(&mut self, now: Instant, plane: &Plane, _sink: &mut impl Sink) {
+    pub fn handle_timeout(&mut self, now: Instant, plane: &Plane, sink: &mut impl Sink) {
+        if let Some(t) = &mut self.txn {
+            t.timers(&self.cfg, now, sink, &mut self.counters);
+        }
         if let (Some(due), Some(every)) = (self.call_expiry, self.cfg.call_check_interval)
             && now >= due
         {
@@ -80,7 +100,7 @@ impl Worker {
     pub fn handle(
         &mut self,
         now: Instant,
-        plane: &Plane,
+        plane: &Arc<Plane>,
         pkt: &Inbound<'_>,
         sink: &mut impl Sink,
     ) -> Verdict {
@@ -99,6 +119,14 @@ impl Worker {
                         .response()
                         .map_or(0, |s| usize::from(s.code / 100).min(6))),
                 };
+                if kind.is_ok()
+                    && let Some(t) = &mut self.txn
+                    && let Some(v) =
+                        t.intercept(&self.cfg, now, &msg, pkt, sink, &mut self.counters)
+                {
+                    self.counters.count(&v, Some(kind));
+                    return v;
+                }
                 let decision: Decision<'_> = match kind {
                     Ok(_) => self.decider.request(
                         &self.cfg,
@@ -110,7 +138,35 @@ impl Worker {
                     ),
                     Err(_) => decide::response(&self.cfg, &msg, pkt),
                 };
-                let verdict = stateless::execute(&decision, &msg, &mut self.reply[..], sink);
+                let stateful = match (&decision, &mut self.txn) {
+                    (Decision::Forward(f), Some(t)) => match stateful_route(&self.cfg, &msg, f) {
+                        Some(fork) => Some(t.start(
+                            &self.cfg,
+                            now,
+                            plane,
+                            &msg,
+                            pkt,
+                            f,
+                            fork,
+                            sink,
+                            &mut self.counters,
+                        )),
+                        None => None,
+                    },
+                    (Decision::TxnResponse { token, relay }, Some(t)) => t.response(
+                        &self.cfg,
+                        now,
+                        &msg,
+                        *token,
+                        *relay,
+                        sink,
+                        &mut self.counters,
+                    ),
+                    _ => None,
+                };
+                let verdict = stateful.unwrap_or_else(|| {
+                    stateless::execute(&decision, &msg, &mut self.reply[..], sink)
+                });
                 (verdict, Some(kind))
             }
         };
@@ -120,4 +176,35 @@ impl Worker {
         }
         verdict
     }
+}
+
+/// How a forwarding decision runs statefully: `None` for the stateless path (a route without
+/// `failover`, a CANCEL or ACK — which follow their INVITE — or a request not selected by
+/// the route table); parallel branches when the route's rules use algorithm 12.
+fn stateful_route(
+    cfg: &ProxyConfig,
+    msg: &sipdisp_parser::Message<'_>,
+    f: &super::Forward<'_>,
+) -> Option<Fork> {
+    let Hop::Dispatched {
+        route: Some(pos), ..
+    } = f.hop
+    else {
+        return None;
+    };
+    let route = cfg.routes.routes.get(pos)?;
+    route.failover.as_ref()?;
+    let method = msg.request()?.method;
+    if method == b"ACK" || method == b"CANCEL" {
+        return None;
+    }
+    let parallel = match &route.action {
+        super::Action::Select { rules, .. } => rules.iter().any(|r| r.alg == Algorithm::Parallel),
+        super::Action::Reply { .. } => false,
+    };
+    Some(if parallel {
+        Fork::Parallel
+    } else {
+        Fork::Serial
+    })
 }

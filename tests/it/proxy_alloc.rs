@@ -46,7 +46,10 @@ fn proxy_message_path_allocates_nothing() {
         &LoadHooks::default(),
     )
     .unwrap();
-    let plane = Plane::new(Snapshot::build(&loaded.entries, params, 3), literal_addr);
+    let plane = Arc::new(Plane::new(
+        Snapshot::build(&loaded.entries, params, 3),
+        literal_addr,
+    ));
     let route = |name: &str, rules: &str, target| Route {
         name: name.into(),
         conditions: vec![sipdisp::proxy::Condition::Header {
@@ -58,6 +61,7 @@ fn proxy_message_path_allocates_nothing() {
             target,
             limit: 0,
         },
+        failover: None,
     };
     let mut routes: Vec<Route> = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12]
         .iter()
@@ -80,6 +84,7 @@ fn proxy_message_path_allocates_nothing() {
         max_forwards: 70,
         routes: RouteTable { routes },
         hash_template: Template::parse("$fU@$hdr(X-Alg)").ok(),
+        timers: Default::default(),
         call_check_interval: None,
     });
     let mut worker = Worker::new(cfg, 9);

@@ -172,6 +172,10 @@ impl Call {
             return out;
         };
         match b.client.on_response(code, now, t) {
+            // A 2xx retransmission after the branch ended: end to end (RFC 6026).
+            Received::Stray if self.invite && (200..300).contains(&code) => {
+                out.push(Action::ForwardResponse);
+            }
             Received::Stray => {}
             Received::Retransmitted => {
                 if self.invite && code >= 300 {

@@ -4,7 +4,7 @@
 //! a 300–699 sent moves to *Completed*, which retransmits it at Timer G (T1 doubling, T2 cap)
 //! until the ACK (*Confirmed*, absorbing ACKs until Timer I) or Timer H (64·T1) gives up; a 2xx
 //! sent moves to *Accepted* (RFC 6026): retransmitted INVITEs are absorbed until Timer L
-//! (64·T1) while the 2xx and its ACK travel end to end. Non-INVITE (§17.2.2): a final sent
+//! (tm's `wt_timer`; RFC 6026 says 64·T1) while the 2xx and its ACK travel end to end. Non-INVITE (§17.2.2): a final sent
 //! moves to *Completed*, which answers retransmissions with it until Timer J.
 
 use std::time::{Duration, Instant};
@@ -81,8 +81,9 @@ impl Server {
             return;
         }
         if self.invite && code < 300 {
+            // RFC 6026 Timer L is 64·T1; tm keeps the transaction for its wait timer.
             self.state = ServerState::Accepted;
-            self.until = Some(now + 64 * t.t1);
+            self.until = Some(now + t.wt_timer);
         } else if self.invite {
             self.state = ServerState::Completed;
             self.interval = t.t1;

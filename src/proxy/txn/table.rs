@@ -52,6 +52,8 @@ pub struct Stored {
     pub targets: ArrayVec<(Pick, SocketAddr), MAX_BRANCHES>,
     /// The route that made it stateful (index in the route table).
     pub route: usize,
+    /// What each branch's request is built from.
+    pub forwarding: Option<crate::proxy::edits::StoredForwarding>,
     /// The last response sent upstream, and where (for server retransmissions).
     pub last: Vec<u8>,
     /// Where `last` went.
@@ -73,6 +75,7 @@ impl Stored {
             plane: None,
             targets: ArrayVec::new(),
             route: 0,
+            forwarding: None,
             last: Vec::new(),
             last_flow: None,
             best: Vec::new(),
@@ -84,6 +87,7 @@ impl Stored {
         self.request.clear();
         self.plane = None;
         self.targets.clear();
+        self.forwarding = None;
         self.last.clear();
         self.last_flow = None;
         self.best.clear();

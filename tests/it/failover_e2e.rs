@@ -1,0 +1,264 @@
+//! Transaction-stateful failover end to end: sipp callers through the real binary to real
+//! sipp gateways (one answering 503, one silent, one healthy), CANCEL before answer, and the
+//! same traffic with failover off for contrast. Scenario files: `tests/fixtures/sipp/`.
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/sipp/{name}"))
+}
+
+/// A sipp gateway running scenario file `name` on 127.0.0.1:`port` (≤ 120 s).
+fn sipp_uas_file(name: &str, port: u16) -> ChildGuard {
+    ChildGuard(
+        Command::new("sipp")
+            .arg("-sf")
+            .arg(scenario(name))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-nostdin", "-timeout", "120"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sipp uas"),
+    )
+}
+
+/// A gateway that never answers: reads and counts what it receives until dropped.
+struct Silent {
+    port: u16,
+    received: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Silent {
+    fn start() -> Silent {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let (received, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (r, s) = (Arc::clone(&received), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut buf = [0u8; 65_536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((n, _)) = sock.recv_from(&mut buf)
+                    && buf[..n].starts_with(b"INVITE ")
+                {
+                    r.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Silent {
+            port,
+            received,
+            stop,
+        }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs caller scenario `name` against `lb`: `calls` calls at `rate`/s; bounded in time.
+fn sipp_uac(name: &str, lb: std::net::SocketAddr, calls: u32, rate: u32) -> Output {
+    Command::new("timeout")
+        .arg("150")
+        .arg("sipp")
+        .arg("-sf")
+        .arg(scenario(name))
+        .arg(lb.to_string())
+        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-r",
+            &rate.to_string(),
+            "-l",
+            "400",
+        ])
+        .args(["-timeout", "120", "-timeout_error", "-nostdin"])
+        .args(["-recv_timeout", "8000"])
+        .output()
+        .expect("run sipp uac")
+}
+
+/// sipp's final "Successful call" and "Failed call" totals.
+fn outcome(out: &Output) -> (u64, u64) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let total = |what: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.split('|').nth(2))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (total("Successful call"), total("Failed call"))
+}
+
+fn config(admin: u16, failover: bool) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
+         [dispatcher]\nlist_file = \"LIST\"\nflags = 2\n\n\
+         [tm]\nfr_timer = 1000\n\n\
+         [[route]]\nselect = \"1=4\"\nfailover = {failover}\n"
+    )
+}
+
+/// Three gateways behind sipdisp: 503, silent, healthy (round robin, so a third of the calls
+/// start on each).
+struct Gateways {
+    _uas: Vec<ChildGuard>,
+    silent: Silent,
+    list: String,
+}
+
+fn gateways() -> Gateways {
+    require_sipp();
+    let (p503, pok) = (free_udp_port(), free_udp_port());
+    let uas = vec![sipp_uas_file("uas_503.xml", p503), sipp_uas(pok)];
+    let silent = Silent::start();
+    thread::sleep(Duration::from_millis(300));
+    let list = format!(
+        "1 sip:127.0.0.1:{p503}\n1 sip:127.0.0.1:{}\n1 sip:127.0.0.1:{pok}\n",
+        silent.port
+    );
+    Gateways {
+        _uas: uas,
+        silent,
+        list,
+    }
+}
+
+fn metric(admin: u16, series: &str) -> f64 {
+    let addr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let (_, text) = http(addr, "GET", "/metrics").expect("scrape /metrics");
+    metric_value(&text, series).unwrap_or_else(|| panic!("{series} missing"))
+}
+
+/// The metric once `ok` holds for it, or its last value after `within` (workers publish
+/// their counters once a second; wait timers end transactions after `wt_timer`).
+fn metric_until(admin: u16, series: &str, within: Duration, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = metric(admin, series);
+        if ok(v) || Instant::now() >= deadline {
+            return v;
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn failover_hides_a_failing_and_a_silent_gateway() {
+    let gw = gateways();
+    let admin = free_tcp_port();
+    let lb = Sipdisp::start(&config(admin, true), &gw.list);
+    let calls = 1000;
+    let out = sipp_uac("uac_dialog.xml", lb.addr(), calls, 50);
+    let (ok, failed) = outcome(&out);
+    let all = f64::from(calls);
+    let second = Duration::from_secs(3);
+    let started = metric_until(admin, "sipdisp_transactions_started_total", second, |v| {
+        v >= all
+    });
+    let code = metric(admin, "sipdisp_transaction_failovers_total{cause=\"code\"}");
+    let timeout = metric(
+        admin,
+        "sipdisp_transaction_failovers_total{cause=\"timeout\"}",
+    );
+    let silent = gw.silent.received.load(Ordering::Relaxed);
+    // The wait timers (wt_timer 5 s) end every transaction: none is left behind.
+    let active = metric_until(
+        admin,
+        "sipdisp_transactions_active",
+        Duration::from_secs(12),
+        |v| v == 0.0,
+    );
+    let (_, log) = lb.stop();
+    assert!(
+        out.status.success() && ok == u64::from(calls) && failed == 0,
+        "{ok} ok, {failed} failed: {}\n{log:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(started, f64::from(calls), "one transaction per INVITE");
+    // Round robin over 3: about a third start on each gateway; every call that meets the 503
+    // gateway or the silent one fails over.
+    assert!(code >= f64::from(calls) / 4.0, "failovers on 503: {code}");
+    assert!(
+        timeout >= f64::from(calls) / 4.0,
+        "failovers on timeout: {timeout}"
+    );
+    assert!(
+        silent >= u64::from(calls) / 4,
+        "the silent gateway got INVITEs: {silent}"
+    );
+    assert_eq!(active, 0.0, "transactions left behind");
+}
+
+#[test]
+fn without_failover_the_failures_reach_the_caller() {
+    let gw = gateways();
+    let admin = free_tcp_port();
+    let lb = Sipdisp::start(&config(admin, false), &gw.list);
+    let out = sipp_uac("uac_dialog.xml", lb.addr(), 30, 30);
+    let (ok, failed) = outcome(&out);
+    drop(lb);
+    // Round robin: 10 calls start on each gateway. Statelessly, the 503 reaches the caller;
+    // a call on the silent one fails unless a retransmission of its INVITE is round-robined
+    // to the healthy one — so at least the 503 third fails.
+    assert_eq!(ok + failed, 30, "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        failed >= 10,
+        "{ok} ok, {failed} failed: the failures must show"
+    );
+}
+
+#[test]
+fn cancel_before_answer_gives_487_and_leaves_nothing() {
+    require_sipp();
+    let port = free_udp_port();
+    let _uas = sipp_uas_file("uas_ringing.xml", port);
+    thread::sleep(Duration::from_millis(300));
+    let admin = free_tcp_port();
+    let lb = Sipdisp::start(&config(admin, true), &format!("1 sip:127.0.0.1:{port}\n"));
+    let calls = 20;
+    let out = sipp_uac("uac_cancel.xml", lb.addr(), calls, 20);
+    let (ok, failed) = outcome(&out);
+    let n = f64::from(calls);
+    let cancels = metric_until(
+        admin,
+        "sipdisp_transaction_cancels_total",
+        Duration::from_secs(3),
+        |v| v >= n,
+    );
+    let active = metric_until(
+        admin,
+        "sipdisp_transactions_active",
+        Duration::from_secs(12),
+        |v| v == 0.0,
+    );
+    let (_, log) = lb.stop();
+    assert!(
+        ok == u64::from(calls) && failed == 0,
+        "{ok} ok, {failed} failed: {}\n{log:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(cancels, f64::from(calls));
+    assert_eq!(active, 0.0, "transactions left behind");
+}
