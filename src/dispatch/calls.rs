@@ -108,6 +108,15 @@ impl CallLoadTable {
         lock(self.shard(call_id)).get(call_id).cloned()
     }
 
+    /// Moves a call's load to `duid` (failover to another destination of its set): returns
+    /// the set and the duid it counted for before, or `None` when the Call-ID is unknown.
+    pub fn replace_duid(&self, call_id: &[u8], duid: &[u8]) -> Option<(SetId, Box<[u8]>)> {
+        let mut m = lock(self.shard(call_id));
+        let e = m.get_mut(call_id)?;
+        let old = std::mem::replace(&mut e.duid, duid.into());
+        Some((e.set, old))
+    }
+
     /// Removes and returns an entry.
     pub fn remove(&self, call_id: &[u8]) -> Option<CallEntry> {
         lock(self.shard(call_id)).remove(call_id)

@@ -278,6 +278,23 @@ impl Snapshot {
         self.dec_load(e.set, &e.duid)
     }
 
+    /// `ds_next_dst` on an algorithm-10 entry (§9): the call's load moves from the
+    /// destination it counted for to `to` (which must have a `duid`). False when there is no
+    /// call-load table, the Call-ID is unknown or `to` has no duid.
+    pub fn load_move(&self, call_id: &[u8], to: Pick) -> bool {
+        let Some(t) = self.calls() else { return false };
+        let d = self.destination(to);
+        let Some(duid) = d.attrs.duid.as_deref() else {
+            return false;
+        };
+        let Some((set, old)) = t.replace_duid(call_id, duid) else {
+            return false;
+        };
+        self.dec_load(set, &old);
+        d.rt.dload.fetch_add(1, Relaxed);
+        true
+    }
+
     /// The expiry timer as several workers run it: the first caller at or after the table's
     /// next check (every `ds_hash_check_interval`, shared by all workers and carried across
     /// reloads with the table) runs [`Snapshot::expire_calls`]; the others get `None` at the

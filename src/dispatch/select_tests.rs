@@ -455,6 +455,39 @@ fn call_load_alg_10() {
     assert!(s.load_unset(b"call-2"));
     assert!(!s.load_unset(b"call-2"));
     assert_eq!(loads(&s), [3, 0, 1]);
+    // ds_next_dst moves call-0's load from its destination to b, and back.
+    let pick = |name_: &str| {
+        let set = &s.sets()[0];
+        let i = set
+            .destinations()
+            .iter()
+            .position(|d| d.uri.ends_with(name_.as_bytes()))
+            .unwrap();
+        Pick {
+            set: SetId(1),
+            set_pos: 0,
+            idx: crate::dispatch::DestIdx(i as u32),
+        }
+    };
+    let before = loads(&s);
+    assert!(s.load_move(b"call-0", pick("b")));
+    let after = loads(&s);
+    assert_eq!(
+        after.iter().sum::<u32>(),
+        before.iter().sum::<u32>(),
+        "moved, not added"
+    );
+    assert_eq!(after[1], before[1] + 1, "b carries it now");
+    assert!(!s.load_move(b"no-such-call", pick("b")));
+    // Moving to the destination it counts for changes nothing; moving back restores.
+    assert!(s.load_move(b"call-0", pick("b")));
+    assert_eq!(loads(&s), after);
+    let from = (0..3)
+        .find(|&i| after[i] + 1 == before[i])
+        .expect("one lost the call");
+    let back = ["c", "b", "a"][from];
+    assert!(s.load_move(b"call-0", pick(back)));
+    assert_eq!(loads(&s), before);
     // at 11 s the unconfirmed calls expire (3, 4, 5), call-0 stays until 60 s
     assert_eq!(s.expire_calls(t0 + Duration::from_secs(11)), 3);
     assert_eq!(loads(&s), [1, 0, 0]);

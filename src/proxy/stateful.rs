@@ -154,12 +154,19 @@ impl Txn {
         let super::decide::Hop::Dispatched { pick, list, route } = f.hop else {
             return Verdict::Dropped(DropReason::Rewrite);
         };
+        // The failover list starts with the selected destination (reference §4.9); alg 12's
+        // branch list holds the destinations after it (§4.13).
         let mut targets = arrayvec::ArrayVec::new();
-        let picks = if list.is_empty() { &[pick][..] } else { list };
-        for p in picks.iter().take(super::txn::call::MAX_BRANCHES) {
-            if let Some(a) = plane.addr(*p) {
+        let first = (list.first() != Some(&pick)).then_some(pick);
+        for p in first.iter().chain(list) {
+            if let Some(a) = plane.addr(*p)
+                && !targets.is_full()
+            {
                 targets.push((*p, a));
             }
+        }
+        if targets.is_empty() {
+            return Verdict::Dropped(DropReason::NoNextHop);
         }
         let (call, actions) = Call::start(invite, fork, targets.len(), now, &cfg.timers);
         let s = self.table.shard_of(key);
@@ -229,6 +236,7 @@ impl Txn {
         if call.branches() > before {
             counters.txn.failovers_code += 1;
             count_failover(&e.stored, n);
+            self.move_load(&e.stored, call.branches() - 1);
         }
         let ctx = Ctx {
             cfg,
@@ -273,6 +281,7 @@ impl Txn {
                         Action::SendRequest(k) if k >= before => {
                             counters.txn.failovers_timeout += 1;
                             count_failover(&e.stored, k - 1);
+                            self.move_load(&e.stored, k);
                         }
                         Action::SendRequest(_) => counters.txn.retransmissions_out += 1,
                         Action::Reply(408) => counters.txn.timeouts += 1,
@@ -413,9 +422,12 @@ impl Txn {
             ruri,
         };
         let plan = edits::request(&msg, &f).ok()?;
-        self.flat.clear();
-        self.flat.resize(SCRATCH, 0);
-        let len = plan.flatten_into(&mut self.flat).ok()?;
+        let len = plan.len();
+        if len > SCRATCH {
+            return None;
+        }
+        self.flat.resize(len, 0);
+        plan.flatten_into(&mut self.flat).ok()?;
         let flow = Flow {
             transport: listener.transport,
             local,
@@ -529,6 +541,16 @@ impl Txn {
             && let Ok(msg) = parse_datagram(&st.request, &mut self.stored)
         {
             p.snapshot.load_update(msg.call_id(), ev);
+        }
+    }
+
+    /// `ds_next_dst` on an algorithm-10 call: its load moves to branch `n`'s destination.
+    fn move_load(&mut self, st: &Stored, n: usize) {
+        if let (Some(p), Some((pick, _))) = (&st.plane, st.targets.get(n))
+            && p.snapshot.calls().is_some()
+            && let Ok(msg) = parse_datagram(&st.request, &mut self.stored)
+        {
+            p.snapshot.load_move(msg.call_id(), *pick);
         }
     }
 

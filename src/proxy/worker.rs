@@ -165,7 +165,9 @@ impl Worker {
                     _ => None,
                 };
                 let verdict = stateful.unwrap_or_else(|| {
-                    stateless::execute(&decision, &msg, &mut self.reply[..], sink)
+                    let v = stateless::execute(&decision, &msg, &mut self.reply[..], sink);
+                    call_load(plane, &msg, &v);
+                    v
                 });
                 (verdict, Some(kind))
             }
@@ -207,4 +209,33 @@ fn stateful_route(
     } else {
         Fork::Serial
     })
+}
+
+/// Algorithm 10's bookkeeping on the stateless path (reference §9): a forwarded BYE or CANCEL
+/// ends the call (`ds_load_update`), a relayed 2xx to an INVITE confirms it, a relayed final
+/// ≥ 300 to an INVITE removes its load (`ds_load_unset`). One branch when there is no table.
+fn call_load(plane: &Plane, msg: &sipdisp_parser::Message<'_>, v: &Verdict) {
+    use crate::dispatch::runtime::LoadEvent;
+    let Some(_) = plane.snapshot.calls() else {
+        return;
+    };
+    match (msg.request(), msg.response(), v) {
+        (Some(r), _, Verdict::Forwarded(_) | Verdict::Routed)
+            if r.method == b"BYE" || r.method == b"CANCEL" =>
+        {
+            plane
+                .snapshot
+                .load_update(msg.call_id(), LoadEvent::ByeOrCancel);
+        }
+        (_, Some(s), Verdict::Relayed) if msg.cseq().method == b"INVITE" && s.code >= 200 => {
+            if s.code < 300 {
+                plane
+                    .snapshot
+                    .load_update(msg.call_id(), LoadEvent::InviteConfirmed);
+            } else {
+                plane.snapshot.load_unset(msg.call_id());
+            }
+        }
+        _ => {}
+    }
 }

@@ -67,7 +67,7 @@ fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
 }
 
 /// One JSON-RPC call; (HTTP status, parsed response).
-fn rpc(addr: SocketAddr, method: &str, params: Value) -> (u16, Value) {
+pub(crate) fn rpc(addr: SocketAddr, method: &str, params: Value) -> (u16, Value) {
     rpc_token(addr, None, method, params)
 }
 

@@ -75,6 +75,17 @@ impl Drop for Silent {
 
 /// Runs caller scenario `name` against `lb`: `calls` calls at `rate`/s; bounded in time.
 fn sipp_uac(name: &str, lb: std::net::SocketAddr, calls: u32, rate: u32) -> Output {
+    sipp_uac_with(name, lb, calls, rate, &["-d", "100"])
+}
+
+/// [`sipp_uac`] with extra sipp arguments.
+fn sipp_uac_with(
+    name: &str,
+    lb: std::net::SocketAddr,
+    calls: u32,
+    rate: u32,
+    extra: &[&str],
+) -> Output {
     Command::new("timeout")
         .arg("150")
         .arg("sipp")
@@ -92,6 +103,7 @@ fn sipp_uac(name: &str, lb: std::net::SocketAddr, calls: u32, rate: u32) -> Outp
         ])
         .args(["-timeout", "120", "-timeout_error", "-nostdin"])
         .args(["-recv_timeout", "8000"])
+        .args(extra)
         .output()
         .expect("run sipp uac")
 }
@@ -261,4 +273,179 @@ fn cancel_before_answer_gives_487_and_leaves_nothing() {
     );
     assert_eq!(cancels, f64::from(calls));
     assert_eq!(active, 0.0, "transactions left behind");
+}
+
+fn config_with(admin: u16, dispatcher: &str, select: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
+         [dispatcher]\nlist_file = \"LIST\"\nflags = 2\n{dispatcher}\n\n\
+         [tm]\nfr_timer = 1000\n\n\
+         [[route]]\nselect = \"{select}\"\nfailover = true\n"
+    )
+}
+
+/// `DLGLOAD` of every destination in `dispatcher.list`, by URI.
+fn loads(admin: u16) -> Vec<(String, u64)> {
+    let addr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let (_, v) = crate::control_e2e::rpc(addr, "dispatcher.list", serde_json::json!([]));
+    let mut out = Vec::new();
+    for rec in v["result"]["RECORDS"].as_array().into_iter().flatten() {
+        for t in rec["SET"]["TARGETS"].as_array().into_iter().flatten() {
+            let d = &t["DEST"];
+            out.push((
+                d["URI"].as_str().unwrap_or("").to_owned(),
+                d["RUNTIME"]["DLGLOAD"].as_u64().unwrap_or(u64::MAX),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn call_load_goes_up_and_back_down_and_a_full_destination_is_skipped() {
+    require_sipp();
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let _uas = [sipp_uas(pa), sipp_uas(pb)];
+    thread::sleep(Duration::from_millis(300));
+    let admin = free_tcp_port();
+    let list =
+        format!("1 sip:127.0.0.1:{pa} 0 0 duid=a;maxload=1\n1 sip:127.0.0.1:{pb} 0 0 duid=b\n");
+    let lb = Sipdisp::start(&config_with(admin, "ds_hash_size = 4", "1=10"), &list);
+    let target = lb.addr();
+    // Four calls of 3 s each, all set up within half a second.
+    let uac =
+        thread::spawn(move || sipp_uac_with("uac_dialog.xml", target, 4, 10, &["-d", "3000"]));
+    thread::sleep(Duration::from_millis(1800));
+    let during = loads(admin);
+    let out = uac.join().unwrap();
+    let (ok, failed) = outcome(&out);
+    let after = loads(admin);
+    drop(lb);
+    assert_eq!(
+        (ok, failed),
+        (4, 0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let a = format!("sip:127.0.0.1:{pa}");
+    let b = format!("sip:127.0.0.1:{pb}");
+    let sorted = |mut v: Vec<(String, u64)>| {
+        v.sort();
+        v
+    };
+    // a is full at 1 (maxload): the other three calls went to b.
+    assert_eq!(
+        during,
+        sorted(vec![(a.clone(), 1), (b.clone(), 3)]),
+        "while the calls last"
+    );
+    assert_eq!(after, sorted(vec![(a, 0), (b, 0)]), "after every BYE");
+}
+
+#[test]
+fn parallel_forking_first_200_wins_and_the_others_are_cancelled() {
+    require_sipp();
+    let calls = 10;
+    let ringing: Vec<(u16, ChildGuard)> = (0..2)
+        .map(|_| {
+            let p = free_udp_port();
+            let g = ChildGuard(
+                Command::new("sipp")
+                    .arg("-sf")
+                    .arg(scenario("uas_ringing.xml"))
+                    .args(["-i", "127.0.0.1", "-p", &p.to_string()])
+                    .args(["-m", &calls.to_string(), "-nostdin", "-timeout", "60"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn sipp uas"),
+            );
+            (p, g)
+        })
+        .collect();
+    let answering = free_udp_port();
+    let _uas = sipp_uas(answering);
+    thread::sleep(Duration::from_millis(300));
+    let admin = free_tcp_port();
+    // Algorithm 12 forks to the selected destination and every one after it in the set's
+    // array (reverse file order): list the answering gateway last so all three are forked.
+    let list = format!(
+        "1 sip:127.0.0.1:{answering}\n1 sip:127.0.0.1:{}\n1 sip:127.0.0.1:{}\n",
+        ringing[0].0, ringing[1].0
+    );
+    let lb = Sipdisp::start(&config_with(admin, "", "1=12"), &list);
+    let out = sipp_uac("uac_dialog.xml", lb.addr(), calls, 5);
+    let (ok, failed) = outcome(&out);
+    // Each ringing gateway got every INVITE, was CANCELled and ACKed its 487: its scenario
+    // completes all its calls and exits 0.
+    let mut ringing_ok = Vec::new();
+    for (_, mut g) in ringing {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Ok(Some(s)) = g.0.try_wait() {
+                break Some(s);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            thread::sleep(Duration::from_millis(100));
+        };
+        ringing_ok.push(status.is_some_and(|s| s.success()));
+    }
+    let (_, log) = lb.stop();
+    assert_eq!(
+        (ok, failed),
+        (u64::from(calls), 0),
+        "{}\n{log:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        ringing_ok,
+        [true, true],
+        "the forked gateways were cancelled cleanly"
+    );
+}
+
+#[test]
+fn a_gateway_killed_mid_run_loses_no_unanswered_call() {
+    require_sipp();
+    let (p1, p2) = (free_udp_port(), free_udp_port());
+    let victim = sipp_uas(p1);
+    let _survivor = sipp_uas(p2);
+    thread::sleep(Duration::from_millis(300));
+    let admin = free_tcp_port();
+    let list = format!("1 sip:127.0.0.1:{p1}\n1 sip:127.0.0.1:{p2}\n");
+    let lb = Sipdisp::start(&config(admin, true), &list);
+    let target = lb.addr();
+    let calls = 300;
+    let uac = thread::spawn(move || sipp_uac("uac_dialog.xml", target, calls, 50));
+    thread::sleep(Duration::from_secs(3));
+    drop(victim); // killed: from now on it is silent
+    let out = uac.join().unwrap();
+    let (ok, failed) = outcome(&out);
+    let timeouts = metric(
+        admin,
+        "sipdisp_transaction_failovers_total{cause=\"timeout\"}",
+    );
+    drop(lb);
+    // Only calls already answered by the victim when it died can fail (their BYE has no one
+    // to answer it): at 50 calls/s and 100 ms calls, a handful. Every INVITE still unanswered
+    // failed over to the survivor.
+    assert_eq!(
+        ok + failed,
+        u64::from(calls),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        failed <= 10,
+        "{failed} calls lost: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        timeouts > 0.0,
+        "INVITEs to the dead gateway failed over on timeout"
+    );
 }
