@@ -147,3 +147,196 @@ fn proxy_message_path_allocates_nothing() {
     assert!(verdicts.contains(&Verdict::Replied(503)) && verdicts.contains(&Verdict::Replied(483)));
     assert!(verdicts.contains(&Verdict::Relayed));
 }
+
+/// A sink that copies every transmit into preallocated buffers (no allocation).
+struct Capture {
+    bufs: Vec<Vec<u8>>,
+    to: Vec<SocketAddr>,
+    n: usize,
+}
+
+impl Capture {
+    fn new() -> Capture {
+        Capture {
+            bufs: (0..16).map(|_| Vec::with_capacity(8192)).collect(),
+            to: Vec::with_capacity(16),
+            n: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.n = 0;
+        self.to.clear();
+    }
+
+    /// The last transmit sent to `addr`.
+    fn last_to(&self, addr: SocketAddr) -> Option<&[u8]> {
+        (0..self.n)
+            .rev()
+            .find(|&i| self.to[i] == addr)
+            .map(|i| &self.bufs[i][..])
+    }
+}
+
+impl Sink for Capture {
+    fn send(&mut self, flow: &Flow, pieces: &[&[u8]]) -> Result<(), OutboxError> {
+        let b = &mut self.bufs[self.n % 16];
+        b.clear();
+        for p in pieces {
+            b.extend_from_slice(p);
+        }
+        if self.to.len() < 16 {
+            self.to.push(flow.remote);
+        }
+        self.n = (self.n + 1).min(16);
+        Ok(())
+    }
+}
+
+/// A response `status` to the forwarded request `req` (its header section, our Via on top),
+/// written into `out` without allocating.
+fn answer(out: &mut Vec<u8>, status: &[u8], req: &[u8]) {
+    out.clear();
+    out.extend_from_slice(b"SIP/2.0 ");
+    out.extend_from_slice(status);
+    out.extend_from_slice(b"\r\n");
+    let start = req.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let end = req
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(req.len());
+    for line in req[start..end].split(|&b| b == b'\n') {
+        if !line.starts_with(b"Content-Length") && !line.starts_with(b"Content-Type") {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+}
+
+#[test]
+fn stateful_failover_path_allocates_nothing_at_steady_state() {
+    let params = DispatchParams {
+        flags: 2,
+        ..DispatchParams::default()
+    };
+    let list = "1 sip:127.0.0.1:5070\n1 sip:127.0.0.1:5071\n";
+    let loaded = parse_list(
+        "alloc.list",
+        list.as_bytes(),
+        &params,
+        &LoadHooks::default(),
+    )
+    .unwrap();
+    let plane = Arc::new(Plane::new(
+        Snapshot::build(&loaded.entries, params, 3),
+        literal_addr,
+    ));
+    let cfg = Arc::new(ProxyConfig {
+        sockets: vec![Listener::new("127.0.0.1:5060".parse().unwrap())],
+        record_route: true,
+        max_forwards: 70,
+        routes: RouteTable {
+            routes: vec![Route {
+                name: "gw".into(),
+                conditions: vec![],
+                action: Action::Select {
+                    rules: parse_rules("1=8").unwrap(),
+                    target: Target::Dst,
+                    limit: 0,
+                },
+                failover: Some(sipdisp::proxy::Failover {
+                    codes: Default::default(),
+                    mark: None,
+                }),
+            }],
+        },
+        hash_template: None,
+        timers: Default::default(),
+        call_check_interval: None,
+    });
+    let table = Arc::new(sipdisp::proxy::txn::TxnTable::new(64, 4, Instant::now()));
+    let mut worker = Worker::new(cfg, 1).with_transactions(table, 0, 1);
+    let client: SocketAddr = "198.51.100.17:5062".parse().unwrap();
+    let (gw1, gw2): (SocketAddr, SocketAddr) = (
+        "127.0.0.1:5071".parse().unwrap(),
+        "127.0.0.1:5070".parse().unwrap(),
+    );
+    let invites: Vec<String> = (0..4)
+        .map(|i| request("INVITE", &format!("sf{i}"), ""))
+        .collect();
+    let mut sink = Capture::new();
+    let mut resp = Vec::with_capacity(8192);
+    let mut now = Instant::now();
+    let mut verdicts = Vec::with_capacity(64);
+    for round in 0..3 {
+        verdicts.clear();
+        let ((), n) = allocations(|| {
+            for inv in &invites {
+                sink.clear();
+                verdicts.push(worker.handle(
+                    now,
+                    &plane,
+                    &Inbound {
+                        data: inv.as_bytes(),
+                        flow: Flow::udp(SocketIdx(0), client),
+                    },
+                    &mut sink,
+                ));
+                // Alg 8 picks the first array entry (gw1): it answers 503, we fail over to gw2.
+                let first = sink.last_to(gw1).expect("forwarded to the first gateway");
+                answer(&mut resp, b"503 Service Unavailable", first);
+                verdicts.push(worker.handle(
+                    now,
+                    &plane,
+                    &Inbound {
+                        data: &resp,
+                        flow: Flow::udp(SocketIdx(0), gw1),
+                    },
+                    &mut sink,
+                ));
+                let second = sink
+                    .last_to(gw2)
+                    .expect("failed over to the second gateway");
+                answer(&mut resp, b"180 Ringing", second);
+                verdicts.push(worker.handle(
+                    now,
+                    &plane,
+                    &Inbound {
+                        data: &resp,
+                        flow: Flow::udp(SocketIdx(0), gw2),
+                    },
+                    &mut sink,
+                ));
+                let second = sink.last_to(gw2).unwrap();
+                answer(&mut resp, b"200 OK", second);
+                verdicts.push(worker.handle(
+                    now,
+                    &plane,
+                    &Inbound {
+                        data: &resp,
+                        flow: Flow::udp(SocketIdx(0), gw2),
+                    },
+                    &mut sink,
+                ));
+            }
+            // The wait timers end every call; their slots are reused next round.
+            now += std::time::Duration::from_secs(40);
+            worker.handle_timeout(now, &plane, &mut sink);
+        });
+        if round == 2 {
+            assert_eq!(n, 0, "allocations on the stateful path: {verdicts:?}");
+        }
+    }
+    let c = worker.counters().txn;
+    assert_eq!((c.started, c.ended), (12, 12), "{c:?}");
+    assert_eq!(c.failovers_code, 12);
+    assert_eq!(
+        verdicts
+            .iter()
+            .filter(|v| matches!(v, Verdict::Relayed))
+            .count(),
+        8,
+        "180 and 200 of each call relayed: {verdicts:?}"
+    );
+}
