@@ -199,7 +199,7 @@ fn dashboard_and_rules_query_real_data() {
         }
     }
     let rule_list = rule_exprs();
-    assert_eq!(rule_list.len(), 4, "{rule_list:?}");
+    assert_eq!(rule_list.len(), 6, "{rule_list:?}");
     for e in &rule_list {
         if let Err(r) = query(prom, e) {
             failures.push(format!("rule: {e}: {r}"));
