@@ -449,3 +449,49 @@ fn a_gateway_killed_mid_run_loses_no_unanswered_call() {
         "INVITEs to the dead gateway failed over on timeout"
     );
 }
+
+#[test]
+fn a_full_transaction_table_answers_503_with_retry_after() {
+    // Two slots, one silent gateway: two INVITEs hold the slots for fr_timer; a third is
+    // refused at once with 503 + Retry-After, and the held ones still end with 408.
+    let silent = Silent::start();
+    let admin = free_tcp_port();
+    let cfg = config(admin, true).replace("[tm]\n", "[tm]\nmax_transactions = 2\n");
+    let lb = Sipdisp::start(&cfg, &format!("1 sip:127.0.0.1:{}\n", silent.port));
+    let c = Client::new("127.0.0.1:0");
+    for i in 0..2 {
+        let inv = c.request(
+            "INVITE",
+            "sip:bob@example.com",
+            &format!("full-{i}"),
+            &format!("f{i}"),
+            "",
+        );
+        c.sock.send_to(inv.as_bytes(), lb.addr()).unwrap();
+    }
+    thread::sleep(Duration::from_millis(200));
+    let third = c.request("INVITE", "sip:bob@example.com", "full-2", "f2", "");
+    let r = c
+        .transact(lb.addr(), &third)
+        .expect("an answer, not silence");
+    assert_eq!(code(&r), 503, "{r}");
+    assert!(r.contains("Retry-After: 5\r\n"), "{r}");
+    // The two held INVITEs end with 408 after fr_timer (1 s).
+    let mut finals = Vec::new();
+    while let Some(r) = c.final_response(Duration::from_secs(3)) {
+        finals.push(code(&r));
+        if finals.len() == 2 {
+            break;
+        }
+    }
+    let overload = metric_until(
+        admin,
+        "sipdisp_transaction_overload_total",
+        Duration::from_secs(3),
+        |v| v >= 1.0,
+    );
+    drop(lb);
+    assert_eq!(finals, [408, 408]);
+    assert_eq!(overload, 1.0);
+    assert!(silent.received.load(Ordering::Relaxed) >= 2);
+}
