@@ -210,7 +210,10 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         .iter()
         .any(|r| r.failover.is_some())
         .then(|| {
-            let shards = (datapaths.len() * 16).next_power_of_two();
+            // 16 shards per worker keep locks uncontended; never more shards than slots.
+            let shards = (datapaths.len() * 16)
+                .next_power_of_two()
+                .min(settings.max_transactions.max(1));
             Arc::new(TxnTable::new(
                 settings.max_transactions,
                 shards,

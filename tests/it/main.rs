@@ -5,6 +5,7 @@ mod control_e2e;
 mod daemon_e2e;
 mod diff_cases;
 mod dispatch_alloc;
+mod failover_diff;
 mod failover_e2e;
 mod golden;
 mod health_e2e;

@@ -100,16 +100,35 @@ impl Stored {
 pub struct Entry {
     generation: u32,
     key: u64,
+    /// The earliest instant queued for this entry and not yet popped.
+    scheduled: Option<Instant>,
     /// The call (`None`: the slot is free).
     pub call: Option<Call>,
     /// Its stored messages.
     pub stored: Stored,
 }
 
+impl Entry {
+    fn new() -> Entry {
+        Entry {
+            generation: 0,
+            key: 0,
+            scheduled: None,
+            call: None,
+            stored: Stored::new(),
+        }
+    }
+}
+
 /// One shard: its slots, free list, key index and timer queue.
+///
+/// A slot is one pointer while never used; its [`Entry`] is allocated the first time the slot
+/// holds a call and kept (with its buffers) for every later call, so memory follows the peak
+/// of concurrent calls rather than `max_transactions`, and a steady load allocates nothing
+/// (free slots are reused last-freed first).
 #[derive(Debug)]
 pub struct Shard {
-    entries: Box<[Entry]>,
+    entries: Box<[Option<Box<Entry>>]>,
     free: Vec<u32>,
     by_key: HashMap<u64, u32, ahash::RandomState>,
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
@@ -119,24 +138,36 @@ impl Shard {
     /// The entry at `index` if it still holds generation `generation`.
     pub fn get(&mut self, index: u32, generation: u32) -> Option<&mut Entry> {
         self.entries
-            .get_mut(index as usize)
+            .get_mut(index as usize)?
+            .as_deref_mut()
             .filter(|e| e.generation == generation && e.call.is_some())
     }
 
     /// The live call stored under the caller's `key`.
     pub fn find(&mut self, key: u64) -> Option<(u32, &mut Entry)> {
         let i = *self.by_key.get(&key)?;
-        Some((i, &mut self.entries[i as usize]))
+        Some((i, self.entries[i as usize].as_deref_mut()?))
     }
 
     /// The generation of the entry at `index`.
     pub fn generation(&self, index: u32) -> u32 {
-        self.entries[index as usize].generation
+        self.entries[index as usize]
+            .as_ref()
+            .map_or(0, |e| e.generation)
     }
 
-    /// Queues a timer for the entry at `index` at `at`.
+    /// Queues a timer for the entry at `index` at `at`, unless one at or before `at` is
+    /// queued already (that one re-queues the call when it pops: one live queue entry per
+    /// call, so the queue stays near the number of calls).
     pub fn schedule(&mut self, index: u32, at: Instant) {
-        let g = self.entries[index as usize].generation;
+        let Some(e) = self.entries[index as usize].as_deref_mut() else {
+            return;
+        };
+        if e.scheduled.is_some_and(|s| s <= at) {
+            return;
+        }
+        e.scheduled = Some(at);
+        let g = e.generation;
         self.timers.push(Reverse((at, index, g)));
     }
 
@@ -152,7 +183,13 @@ impl Shard {
                 return None;
             }
             self.timers.pop();
-            if self.entries[i as usize].generation == g && self.entries[i as usize].call.is_some() {
+            let Some(e) = self.entries[i as usize].as_deref_mut() else {
+                continue;
+            };
+            if e.generation == g && e.call.is_some() {
+                if e.scheduled == Some(t) {
+                    e.scheduled = None;
+                }
                 return Some(i);
             }
         }
@@ -161,8 +198,11 @@ impl Shard {
 
     /// Frees the entry at `index` (its buffers are kept for the next call).
     pub fn free(&mut self, index: u32) {
-        let e = &mut self.entries[index as usize];
+        let Some(e) = self.entries[index as usize].as_deref_mut() else {
+            return;
+        };
         if e.call.take().is_some() {
+            e.scheduled = None;
             self.by_key.remove(&e.key);
             e.generation = e.generation.wrapping_add(1);
             e.stored.clear();
@@ -185,6 +225,9 @@ pub struct TxnTable {
     epoch: Instant,
 }
 
+/// The resolution of transaction timers as workers wake for them.
+pub const GRANULE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The table is full: the request gets `503` with `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -199,14 +242,7 @@ impl TxnTable {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        entries: (0..per)
-                            .map(|_| Entry {
-                                generation: 0,
-                                key: 0,
-                                call: None,
-                                stored: Stored::new(),
-                            })
-                            .collect(),
+                        entries: (0..per).map(|_| None).collect(),
                         free: (0..per as u32).rev().collect(),
                         by_key: HashMap::with_capacity_and_hasher(per, ahash::RandomState::new()),
                         timers: BinaryHeap::with_capacity(per * 8),
@@ -241,17 +277,22 @@ impl TxnTable {
     /// Stores a new call under the caller's `key` in its shard (locked as `shard`).
     pub fn insert(shard: &mut Shard, key: u64, call: Call) -> Result<u32, Full> {
         let i = shard.free.pop().ok_or(Full)?;
-        let e = &mut shard.entries[i as usize];
+        let e = shard.entries[i as usize].get_or_insert_with(|| Box::new(Entry::new()));
         e.key = key;
         e.call = Some(call);
         shard.by_key.insert(key, i);
         Ok(i)
     }
 
-    /// Publishes shard `s`'s next timer (after changes under its lock).
+    /// Publishes shard `s`'s next timer (after changes under its lock), rounded up to the
+    /// next [`GRANULE`]: timers due within one granule run together, so a worker wakes at
+    /// most once per granule for them however many calls are in flight (a few milliseconds
+    /// late at worst, against T1 = 500 ms).
     pub fn publish_next(&self, s: usize, shard: &Shard) {
+        let g = GRANULE.as_nanos() as u64;
         let v = shard.next_timer().map_or(u64::MAX, |t| {
-            t.saturating_duration_since(self.epoch).as_nanos() as u64
+            let n = t.saturating_duration_since(self.epoch).as_nanos() as u64;
+            n.div_ceil(g).saturating_mul(g)
         });
         self.next[s].store(v, Ordering::Relaxed);
     }
