@@ -7,7 +7,13 @@ use super::read::{Ctx, Table};
 use crate::proxy::txn::Timers;
 
 /// The keys `[tm]` accepts.
-pub(crate) const TM_KEYS: &[&str] = &["fr_timer", "fr_inv_timer", "wt_timer", "max_transactions"];
+pub(crate) const TM_KEYS: &[&str] = &[
+    "fr_timer",
+    "fr_inv_timer",
+    "wt_timer",
+    "max_transactions",
+    "preallocate",
+];
 
 /// `[tm]` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +23,9 @@ pub struct Tm {
     /// `max_transactions`: stateful requests in flight at once (slots allocated at start);
     /// beyond it a new request gets `503` with `Retry-After`. Default 65536.
     pub max_transactions: usize,
+    /// `preallocate`: allocate and touch every slot and its buffers at start (Kamailio's
+    /// `shm_force_alloc`) instead of on first use. Default false.
+    pub preallocate: bool,
 }
 
 impl Default for Tm {
@@ -24,6 +33,7 @@ impl Default for Tm {
         Tm {
             timers: Timers::default(),
             max_transactions: 65_536,
+            preallocate: false,
         }
     }
 }
@@ -47,6 +57,9 @@ pub(crate) fn read_tm(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Tm {
     }
     if let Some(n) = ctx.at(t, "max_transactions", |c, k, v| c.int(k, v, 1..=10_000_000)) {
         tm.max_transactions = n as usize;
+    }
+    if let Some(b) = ctx.at(t, "preallocate", |c, k, v| c.flag(k, v)) {
+        tm.preallocate = b;
     }
     tm
 }

@@ -55,6 +55,8 @@ pub struct Settings {
     pub event_hook: Option<PathBuf>,
     /// `[tm] max_transactions`: slots of the transaction table (routes with `failover`).
     pub max_transactions: usize,
+    /// `[tm] preallocate`: allocate every slot at start.
+    pub preallocate: bool,
 }
 
 /// Why the daemon could not start.
@@ -218,6 +220,7 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
                 settings.max_transactions,
                 shards,
                 Instant::now(),
+                settings.preallocate,
             ))
         });
     let workers = datapaths.len();
@@ -296,6 +299,7 @@ impl Settings {
             persist_rpc_changes: cfg.dispatcher.persist_rpc_changes,
             event_hook: cfg.dispatcher.event_hook.clone(),
             max_transactions: cfg.tm.max_transactions,
+            preallocate: cfg.tm.preallocate,
         }
     }
 }

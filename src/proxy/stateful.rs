@@ -538,6 +538,7 @@ impl Txn {
 
     fn load(&mut self, st: &Stored, ev: LoadEvent) {
         if let Some(p) = &st.plane
+            && p.snapshot.calls().is_some()
             && let Ok(msg) = parse_datagram(&st.request, &mut self.stored)
         {
             p.snapshot.load_update(msg.call_id(), ev);

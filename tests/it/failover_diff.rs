@@ -112,7 +112,11 @@ impl Gateways {
     /// The list file, written in reverse: destinations of equal priority end up in a set's
     /// array in reverse file order (reference §2.4), so gateway 0 is the array's first.
     fn list(&self) -> String {
-        self.addrs.iter().rev().map(|a| format!("1 sip:{a}\n")).collect()
+        self.addrs
+            .iter()
+            .rev()
+            .map(|a| format!("1 sip:{a}\n"))
+            .collect()
     }
 }
 

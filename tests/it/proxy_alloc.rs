@@ -255,7 +255,12 @@ fn stateful_failover_path_allocates_nothing_at_steady_state() {
         timers: Default::default(),
         call_check_interval: None,
     });
-    let table = Arc::new(sipdisp::proxy::txn::TxnTable::new(64, 4, Instant::now()));
+    let table = Arc::new(sipdisp::proxy::txn::TxnTable::new(
+        64,
+        4,
+        Instant::now(),
+        false,
+    ));
     let mut worker = Worker::new(cfg, 1).with_transactions(table, 0, 1);
     let client: SocketAddr = "198.51.100.17:5062".parse().unwrap();
     let (gw1, gw2): (SocketAddr, SocketAddr) = (

@@ -34,7 +34,8 @@ pub enum Fork {
 /// [`Call::start`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Send `100 Trying` upstream (an INVITE's server transaction, RFC 3261 §16.2).
+    /// Send `100 Trying` upstream: an INVITE's server transaction when no response went
+    /// upstream within 200 ms (RFC 3261 §16.2, §17.2.1).
     Trying,
     /// Send branch `n`'s request (first transmission or Timer A/E retransmission).
     SendRequest(usize),
@@ -99,16 +100,13 @@ impl Call {
         let mut c = Call {
             invite,
             fork,
-            server: Server::start(invite),
+            server: Server::start(invite, now),
             branches: ArrayVec::new(),
             list_len: list_len.clamp(1, MAX_BRANCHES),
             best: None,
             cancelled: false,
         };
         let mut out = Actions::new();
-        if invite {
-            out.push(Action::Trying);
-        }
         let first = if fork == Fork::Parallel {
             c.list_len
         } else {
@@ -189,6 +187,7 @@ impl Call {
                     out.push(Action::SendCancel(n));
                 }
                 if code > 100 && !self.server.answered() && !self.cancelled {
+                    self.server.sent_provisional();
                     out.push(Action::ForwardResponse);
                 }
             }
@@ -355,8 +354,10 @@ impl Call {
             }
         }
         while let Some(ev) = self.server.on_timer(now, t) {
-            if ev == ServerTimer::Retransmit {
-                out.push(Action::ResendLast);
+            match ev {
+                ServerTimer::Retransmit => out.push(Action::ResendLast),
+                ServerTimer::Trying => out.push(Action::Trying),
+                ServerTimer::AckTimeout | ServerTimer::Terminated => {}
             }
         }
         out

@@ -14,6 +14,7 @@ pub mod call;
 pub mod client;
 pub mod server;
 pub mod table;
+pub mod wheel;
 
 #[cfg(test)]
 mod tests;

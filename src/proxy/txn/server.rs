@@ -26,9 +26,15 @@ pub enum ServerState {
     Terminated,
 }
 
+/// How long an INVITE's server transaction waits for the backend's own response before it
+/// sends `100 Trying` itself (RFC 3261 §17.2.1: unless the TU responds within 200 ms).
+pub const TRYING_DELAY: Duration = Duration::from_millis(200);
+
 /// What a due timer asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerTimer {
+    /// Nothing went upstream within [`TRYING_DELAY`]: send `100 Trying`.
+    Trying,
     /// Timer G: send the final response again.
     Retransmit,
     /// Timer H: no ACK came (the transaction ends anyway).
@@ -45,18 +51,26 @@ pub struct Server {
     retransmit_at: Option<Instant>,
     interval: Duration,
     until: Option<Instant>,
+    trying_at: Option<Instant>,
 }
 
 impl Server {
-    /// A transaction for a request just received.
-    pub fn start(invite: bool) -> Server {
+    /// A transaction for a request received at `now` (an INVITE's `100 Trying` is due at
+    /// `now +` [`TRYING_DELAY`] unless a response goes upstream first).
+    pub fn start(invite: bool, now: Instant) -> Server {
         Server {
             invite,
             state: ServerState::Proceeding,
             retransmit_at: None,
             interval: Duration::ZERO,
             until: None,
+            trying_at: invite.then_some(now + TRYING_DELAY),
         }
+    }
+
+    /// A provisional response went upstream: no `100 Trying` of our own is needed.
+    pub fn sent_provisional(&mut self) {
+        self.trying_at = None;
     }
 
     /// The state.
@@ -77,6 +91,7 @@ impl Server {
 
     /// A final response with status `code` was sent at `now`.
     pub fn sent_final(&mut self, code: u16, now: Instant, t: &Timers) {
+        self.trying_at = None;
         if self.state != ServerState::Proceeding {
             return;
         }
@@ -111,11 +126,18 @@ impl Server {
 
     /// The next instant a timer is due.
     pub fn next_timer(&self) -> Option<Instant> {
-        [self.retransmit_at, self.until].into_iter().flatten().min()
+        [self.retransmit_at, self.until, self.trying_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the timer due at `now`, if any (one per call).
     pub fn on_timer(&mut self, now: Instant, t: &Timers) -> Option<ServerTimer> {
+        if self.trying_at.is_some_and(|at| now >= at) {
+            self.trying_at = None;
+            return Some(ServerTimer::Trying);
+        }
         if self.until.is_some_and(|u| now >= u) {
             let h = self.state == ServerState::Completed && self.invite;
             self.state = ServerState::Terminated;

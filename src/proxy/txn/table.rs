@@ -10,12 +10,13 @@
 //! no message is handed between threads. Each shard has a timer queue; worker `w` of `n` runs
 //! the timers of shards `s` with `s % n == w`, so shards are rarely contended.
 //!
+//! Timers: one [`Wheel`] per shard (10 ms ticks), one live entry per call.
+//!
 //! Memory: slots, the key index and the timer queues are allocated at start; each slot's
 //! message buffers grow to the largest message they held and are then reused, so a steady
 //! load allocates nothing.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,6 +25,7 @@ use std::time::Instant;
 use arrayvec::ArrayVec;
 
 use super::call::{Call, MAX_BRANCHES};
+use super::wheel::Wheel;
 use crate::dispatch::Pick;
 use crate::netio::Flow;
 use crate::plane::Plane;
@@ -100,8 +102,8 @@ impl Stored {
 pub struct Entry {
     generation: u32,
     key: u64,
-    /// The earliest instant queued for this entry and not yet popped.
-    scheduled: Option<Instant>,
+    /// The earliest tick queued for this entry and not yet popped.
+    scheduled: Option<u64>,
     /// The call (`None`: the slot is free).
     pub call: Option<Call>,
     /// Its stored messages.
@@ -118,7 +120,27 @@ impl Entry {
             stored: Stored::new(),
         }
     }
+
+    /// An entry whose buffers are allocated and touched for typical messages (`[tm]
+    /// preallocate`): no page fault or allocation when a call first uses it.
+    fn preallocated() -> Box<Entry> {
+        let mut e = Box::new(Entry::new());
+        for (v, n) in [
+            (&mut e.stored.request, PREALLOCATED_REQUEST),
+            (&mut e.stored.last, PREALLOCATED_RESPONSE),
+            (&mut e.stored.best, PREALLOCATED_RESPONSE),
+        ] {
+            v.resize(n, 0);
+            v.clear();
+        }
+        e
+    }
 }
+
+/// Bytes reserved per slot for the caller's request when preallocating.
+const PREALLOCATED_REQUEST: usize = 2048;
+/// Bytes reserved per slot for each kept response when preallocating.
+const PREALLOCATED_RESPONSE: usize = 1024;
 
 /// One shard: its slots, free list, key index and timer queue.
 ///
@@ -131,7 +153,7 @@ pub struct Shard {
     entries: Box<[Option<Box<Entry>>]>,
     free: Vec<u32>,
     by_key: HashMap<u64, u32, ahash::RandomState>,
-    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    timers: Wheel,
 }
 
 impl Shard {
@@ -163,34 +185,30 @@ impl Shard {
         let Some(e) = self.entries[index as usize].as_deref_mut() else {
             return;
         };
-        if e.scheduled.is_some_and(|s| s <= at) {
+        let tick = self.timers.tick_of(at);
+        if e.scheduled.is_some_and(|s| s <= tick) {
             return;
         }
-        e.scheduled = Some(at);
         let g = e.generation;
-        self.timers.push(Reverse((at, index, g)));
+        e.scheduled = Some(self.timers.push(at, index, g));
     }
 
-    /// The next queued timer instant (may be stale: the call moved or ended).
+    /// The next queued timer instant (may be early: the call moved or ended).
     pub fn next_timer(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        self.timers.next()
     }
 
     /// Pops one timer due at `now`: the index of an entry whose call may have work.
     pub fn pop_due(&mut self, now: Instant) -> Option<u32> {
-        while let Some(&Reverse((t, i, g))) = self.timers.peek() {
-            if t > now {
-                return None;
-            }
-            self.timers.pop();
-            let Some(e) = self.entries[i as usize].as_deref_mut() else {
+        while let Some(it) = self.timers.pop_due(now) {
+            let Some(e) = self.entries[it.index as usize].as_deref_mut() else {
                 continue;
             };
-            if e.generation == g && e.call.is_some() {
-                if e.scheduled == Some(t) {
+            if e.generation == it.generation && e.call.is_some() {
+                if e.scheduled == Some(it.tick) {
                     e.scheduled = None;
                 }
-                return Some(i);
+                return Some(it.index);
             }
         }
         None
@@ -225,6 +243,10 @@ pub struct TxnTable {
     epoch: Instant,
 }
 
+/// Ticks of each shard's timing wheel (40.96 s at [`GRANULE`]; later deadlines wait in
+/// their bucket for their revolution).
+const WHEEL_TICKS: usize = 4096;
+
 /// The resolution of transaction timers as workers wake for them.
 pub const GRANULE: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -234,18 +256,22 @@ pub struct Full;
 
 impl TxnTable {
     /// A table of at least `capacity` slots in `shards` shards (a power of two is not needed);
-    /// `epoch` is any instant before the first use (time origin of the shard deadlines).
-    pub fn new(capacity: usize, shards: usize, epoch: Instant) -> TxnTable {
+    /// `epoch` is any instant before the first use (time origin of the shard deadlines). With
+    /// `preallocate`, every slot and its buffers are allocated and touched now (Kamailio's
+    /// `shm_force_alloc`); otherwise a slot is allocated the first time it is used.
+    pub fn new(capacity: usize, shards: usize, epoch: Instant, preallocate: bool) -> TxnTable {
         let shards = shards.max(1);
         let per = capacity.div_ceil(shards).max(1);
         TxnTable {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        entries: (0..per).map(|_| None).collect(),
+                        entries: (0..per)
+                            .map(|_| preallocate.then(Entry::preallocated))
+                            .collect(),
                         free: (0..per as u32).rev().collect(),
                         by_key: HashMap::with_capacity_and_hasher(per, ahash::RandomState::new()),
-                        timers: BinaryHeap::with_capacity(per * 8),
+                        timers: Wheel::new(WHEEL_TICKS, GRANULE, epoch, (per / 64).max(4)),
                     })
                 })
                 .collect(),

@@ -130,7 +130,7 @@ fn timer_e_caps_at_t2_then_f_and_k() {
 fn server_invite_timer_g_h() {
     let t = Timers::default();
     let t0 = Instant::now();
-    let mut s = Server::start(true);
+    let mut s = Server::start(true, Instant::now() - ms(1000));
     assert!(
         s.on_retransmission(),
         "Proceeding resends the last provisional"
@@ -159,7 +159,7 @@ fn server_invite_timer_g_h() {
 fn server_invite_ack_confirms_and_timer_i() {
     let t = Timers::default();
     let t0 = Instant::now();
-    let mut s = Server::start(true);
+    let mut s = Server::start(true, Instant::now() - ms(1000));
     s.sent_final(404, t0, &t);
     assert!(s.on_ack(t0 + ms(100), &t));
     assert_eq!(s.state(), ServerState::Confirmed);
@@ -173,7 +173,7 @@ fn server_invite_ack_confirms_and_timer_i() {
 fn server_invite_2xx_accepted_timer_l() {
     let t = Timers::default();
     let t0 = Instant::now();
-    let mut s = Server::start(true);
+    let mut s = Server::start(true, Instant::now() - ms(1000));
     s.sent_final(200, t0, &t);
     assert_eq!(s.state(), ServerState::Accepted);
     assert!(!s.on_retransmission(), "retransmitted INVITEs absorbed");
@@ -190,7 +190,7 @@ fn server_invite_2xx_accepted_timer_l() {
 fn server_non_invite_timer_j() {
     let t = Timers::default();
     let t0 = Instant::now();
-    let mut s = Server::start(false);
+    let mut s = Server::start(false, Instant::now());
     s.sent_final(200, t0, &t);
     assert_eq!(s.state(), ServerState::Completed);
     assert!(s.on_retransmission(), "Completed resends the final");
@@ -254,7 +254,7 @@ fn serial_failover_503_then_silence_then_200() {
     let codes = Codes::default();
     let t0 = Instant::now();
     let (mut c, a) = Call::start(true, Fork::Serial, 3, t0, &t);
-    assert_eq!(&a[..], [Action::Trying, Action::SendRequest(0)]);
+    assert_eq!(&a[..], [Action::SendRequest(0)], "100 Trying waits 200 ms");
     // Branch 0 answers 503: ACK it, keep it, mark it, try branch 1.
     let a = c.on_response(0, 503, t0 + ms(10), &t, &codes);
     assert_eq!(
@@ -266,11 +266,13 @@ fn serial_failover_503_then_silence_then_200() {
             Action::SendRequest(1)
         ]
     );
-    // Branch 1 is silent: retransmissions, then fr_timer → a local 408 → branch 2.
+    // Nothing went upstream for 200 ms: 100 Trying. Branch 1 is silent: retransmissions,
+    // then fr_timer → a local 408 → branch 2.
     let a = run(&mut c, t0, &t, ms(2100), &codes);
     assert_eq!(
         a,
         [
+            Action::Trying,
             Action::SendRequest(1),
             Action::SendRequest(1),
             Action::Mark(1),
@@ -366,7 +368,6 @@ fn parallel_first_2xx_wins_and_cancels_the_others() {
     assert_eq!(
         &a[..],
         [
-            Action::Trying,
             Action::SendRequest(0),
             Action::SendRequest(1),
             Action::SendRequest(2)
@@ -389,4 +390,27 @@ fn parallel_first_2xx_wins_and_cancels_the_others() {
     c.on_response(1, 180, t0, &t, &codes);
     let a = c.on_response(0, 603, t0, &t, &codes);
     assert!(a.contains(&Action::SendCancel(1)), "{a:?}");
+}
+
+#[test]
+fn trying_only_when_nothing_went_upstream_within_200_ms() {
+    let t = timers();
+    let codes = Codes::default();
+    let t0 = Instant::now();
+    // A 180 within 200 ms: no 100 Trying of ours.
+    let (mut c, _) = Call::start(true, Fork::Serial, 1, t0, &t);
+    c.on_response(0, 180, t0 + ms(50), &t, &codes);
+    let a = run(&mut c, t0, &t, ms(400), &codes);
+    assert!(!a.contains(&Action::Trying), "{a:?}");
+    // Silence: 100 Trying at 200 ms exactly once; non-INVITE never.
+    let (mut c, _) = Call::start(true, Fork::Serial, 1, t0, &t);
+    let a = run(&mut c, t0, &t, ms(1000), &codes);
+    assert_eq!(
+        a.iter().filter(|x| **x == Action::Trying).count(),
+        1,
+        "{a:?}"
+    );
+    let (mut c, _) = Call::start(false, Fork::Serial, 1, t0, &t);
+    let a = run(&mut c, t0, &t, ms(1000), &codes);
+    assert!(!a.contains(&Action::Trying), "{a:?}");
 }
