@@ -271,7 +271,7 @@ impl TxnTable {
                             .collect(),
                         free: (0..per as u32).rev().collect(),
                         by_key: HashMap::with_capacity_and_hasher(per, ahash::RandomState::new()),
-                        timers: Wheel::new(WHEEL_TICKS, GRANULE, epoch, (per / 64).max(4)),
+                        timers: Wheel::new(WHEEL_TICKS, GRANULE, epoch, 4),
                     })
                 })
                 .collect(),
