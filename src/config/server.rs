@@ -61,6 +61,9 @@ pub struct Server {
     pub workers: Option<NonZeroUsize>,
     /// `datapath`: `auto` (default), `io_uring`, `mmsg`.
     pub datapath: DatapathChoice,
+    /// `spread`: `"flow"` (default: by 4-tuple) or `"random"` (every datagram to a random
+    /// worker, so one busy peer uses every worker).
+    pub spread: crate::netio::Spread,
     /// `record_route`: insert `Record-Route: <sip:…;lr>` on initial requests. Default false.
     pub record_route: bool,
     /// `max_forwards`: value inserted when a request has no Max-Forwards. Default 70.
@@ -81,6 +84,7 @@ impl Default for Server {
             advertise: None,
             workers: None,
             datapath: DatapathChoice::Auto,
+            spread: crate::netio::Spread::Flow,
             record_route: false,
             max_forwards: 70,
             recv_buffer_size: None,
@@ -125,6 +129,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "advertise",
     "workers",
     "datapath",
+    "spread",
     "record_route",
     "max_forwards",
     "recv_buffer_size",
@@ -284,6 +289,19 @@ pub(crate) fn read_server(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Server {
         d
     }) {
         s.datapath = d;
+    }
+    if let Some(sp) = ctx.at(t, "spread", |c, k, v| {
+        let text = c.string(k, v)?;
+        match text.as_str() {
+            "flow" => Some(crate::netio::Spread::Flow),
+            "random" => Some(crate::netio::Spread::Random),
+            _ => {
+                c.bad(&v.span(), k, "\"flow\" or \"random\"", &format!("{text:?}"));
+                None
+            }
+        }
+    }) {
+        s.spread = sp;
     }
     if let Some(b) = ctx.at(t, "record_route", Ctx::flag) {
         s.record_route = b;

@@ -36,6 +36,8 @@ pub struct Settings {
     pub workers: usize,
     /// Which datapath.
     pub datapath: DatapathChoice,
+    /// How datagrams are spread over the workers.
+    pub spread: netio::Spread,
     /// Datapath sizing.
     pub net: NetConfig,
     /// The proxy's behaviour (its `sockets` are filled in at start from the bound addresses).
@@ -171,6 +173,9 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
                 .map_err(|e| DaemonError::Datapath(e.to_string()))?,
         );
     }
+    datapaths[0]
+        .spread(settings.spread, datapaths.len())
+        .map_err(|e| DaemonError::Datapath(format!("spread = random: {e}")))?;
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared::new(plane, datapaths.len(), backend));
     let control = Arc::new(
@@ -287,6 +292,7 @@ impl Settings {
             advertise: cfg.server.advertise.clone(),
             workers: cfg.server.worker_count(),
             datapath: cfg.server.datapath,
+            spread: cfg.server.spread,
             net,
             proxy: cfg.proxy_config(),
             list_file: cfg.dispatcher.list_file.clone(),

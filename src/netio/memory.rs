@@ -159,6 +159,10 @@ impl Datapath for MemoryDatapath {
         &self.locals
     }
 
+    fn spread(&self, _: super::Spread, _: usize) -> io::Result<()> {
+        Ok(())
+    }
+
     fn run_batch(
         &mut self,
         max_wait: Option<Duration>,

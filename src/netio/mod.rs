@@ -322,6 +322,26 @@ pub trait Datapath: Send {
         max_wait: Option<Duration>,
         handler: &mut dyn Handler,
     ) -> io::Result<BatchStats>;
+
+    /// How the kernel spreads datagrams over the `SO_REUSEPORT` group each of this
+    /// datapath's sockets belongs to (`members` datapaths opened on the same addresses, this
+    /// one first): [`Spread::Flow`] (the kernel's 4-tuple hash, the default) or
+    /// [`Spread::Random`]. Call once, after every member is open.
+    fn spread(&self, spread: Spread, members: usize) -> io::Result<()>;
+}
+
+/// How datagrams are spread over the workers sharing a listen address.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum Spread {
+    /// By 4-tuple hash (the kernel's default): every datagram of one peer reaches the same
+    /// worker, so a single busy peer loads a single worker.
+    #[default]
+    Flow,
+    /// Each datagram to a random worker (a reuseport BPF program): one busy peer loads every
+    /// worker. Needs state shared by the workers for whatever must meet again (transactions
+    /// are; the stateless path's recent-INVITE table, which sends a CANCEL where its INVITE
+    /// went, is per worker).
+    Random,
 }
 
 /// Binds one UDP socket per address in `addrs` (in order: `SocketIdx(i)` is `addrs[i]`) with

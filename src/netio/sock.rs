@@ -46,6 +46,63 @@ fn bind_one(addr: SocketAddr, cfg: &NetConfig) -> io::Result<Socket> {
     Ok(s)
 }
 
+/// `SO_ATTACH_REUSEPORT_CBPF` (asm-generic value: x86_64, aarch64, riscv64).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// Makes the kernel hand each datagram arriving at `sock`'s `SO_REUSEPORT` group to a random
+/// member of the first `members` (in the order they were bound) instead of the member its
+/// 4-tuple hashes to: a classic BPF program `return random() % members`. One busy peer — a
+/// single 4-tuple — is then spread over every worker. The program belongs to the group, so it
+/// is attached once, on any member, after all of them are bound.
+pub(crate) fn steer_random(sock: &Socket, members: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // BPF_LD | BPF_W | BPF_ABS, BPF_ALU | BPF_MOD | BPF_K, BPF_RET | BPF_A.
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_ALU_MOD_K: u16 = 0x94;
+    const BPF_RET_A: u16 = 0x16;
+    const SKF_AD_RANDOM: u32 = 0xffff_f000 + 56; // SKF_AD_OFF + SKF_AD_RANDOM
+    let mut prog = [
+        libc::sock_filter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: SKF_AD_RANDOM,
+        },
+        libc::sock_filter {
+            code: BPF_ALU_MOD_K,
+            jt: 0,
+            jf: 0,
+            k: members.max(1),
+        },
+        libc::sock_filter {
+            code: BPF_RET_A,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `prog`, both alive on this stack frame for the duration of the
+    // call; the kernel copies the program before returning; the length passed is `fprog`'s.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Parses a `sockaddr_in` / `sockaddr_in6` as the kernel wrote it (native-endian family,
 /// network-order port and address).
 pub(crate) fn parse_sockaddr(b: &[u8]) -> Option<SocketAddr> {

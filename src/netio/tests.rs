@@ -538,3 +538,41 @@ fn socket_batch_time_is_read_after_the_wait() {
         );
     }
 }
+
+#[test]
+fn random_spread_shares_one_peer_between_two_workers() {
+    // One client (one 4-tuple): the kernel's hash gives all of it to one worker; with the
+    // random reuseport program both workers get a share.
+    for b in socket_backends("random_spread_shares_one_peer_between_two_workers") {
+        for spread in [Spread::Flow, Spread::Random] {
+            let mut w1 = open(b, &[addr(V4)], &NetConfig::default()).unwrap();
+            let local = w1.local_addrs().to_vec();
+            let mut w2 = open(b, &local, &NetConfig::default()).unwrap();
+            w1.spread(spread, 2).unwrap();
+            let c = client(local[0]);
+            for i in 0..200u32 {
+                c.send_to(&i.to_be_bytes(), local[0]).unwrap();
+            }
+            let mut per_worker = [0u64; 2];
+            let end = Instant::now() + Duration::from_secs(5);
+            while per_worker.iter().sum::<u64>() < 200 && Instant::now() < end {
+                for (i, w) in [&mut w1, &mut w2].into_iter().enumerate() {
+                    per_worker[i] += w
+                        .run_batch(Some(Duration::from_millis(10)), &mut legacy(|_, _| {}))
+                        .unwrap()
+                        .received;
+                }
+            }
+            assert_eq!(per_worker.iter().sum::<u64>(), 200, "{b} {spread:?}");
+            let busy = per_worker.iter().filter(|&&n| n > 0).count();
+            match spread {
+                Spread::Flow => assert_eq!(busy, 1, "{b}: one 4-tuple, one worker: {per_worker:?}"),
+                Spread::Random => assert!(
+                    per_worker.iter().all(|&n| n >= 40),
+                    "{b}: random spread: {per_worker:?}"
+                ),
+            }
+            println!("{b} {spread:?}: {per_worker:?}");
+        }
+    }
+}

@@ -524,6 +524,15 @@ impl Datapath for UringDatapath {
         &self.locals
     }
 
+    fn spread(&self, spread: super::Spread, members: usize) -> io::Result<()> {
+        if spread == super::Spread::Random {
+            for s in &self.socks {
+                super::sock::steer_random(s, members as u32)?;
+            }
+        }
+        Ok(())
+    }
+
     fn run_batch(
         &mut self,
         max_wait: Option<Duration>,
