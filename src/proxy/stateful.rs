@@ -108,7 +108,7 @@ impl Txn {
             Verdict::Absorbed
         } else if method == b"CANCEL" {
             let actions = call.on_cancel(now, t);
-            let v = self.reply_to(msg, pkt, 200, sink);
+            let v = self.reply_to(msg, pkt, 200, &[], sink);
             counters.txn.cancels += 1;
             let ctx = Ctx {
                 cfg,
@@ -177,7 +177,7 @@ impl Txn {
             Err(_) => {
                 drop(shard);
                 counters.txn.overload += 1;
-                return self.overloaded(msg, pkt, sink);
+                return self.reply_to(msg, pkt, 503, &[b"Retry-After: 5\r\n"], sink);
             }
         };
         counters.txn.started += 1;
@@ -494,15 +494,18 @@ impl Txn {
         sink.send(&flow, &[&self.reply[..n]])
     }
 
-    /// A stateless reply to `msg` (the 200 to a CANCEL).
+    /// A stateless reply to `msg` with `extra` header lines: the 200 to a CANCEL, or the 503
+    /// with `Retry-After` when the table is full (RFC 3261 §21.5.4: never silence).
     fn reply_to(
         &mut self,
         msg: &Message<'_>,
         pkt: &Inbound<'_>,
         code: u16,
+        extra: &[&[u8]],
         sink: &mut impl Sink,
     ) -> Verdict {
-        let Some(n) = reply::build(msg, code, reason_phrase(code), &[], &mut self.reply[..]) else {
+        let reason = reason_phrase(code);
+        let Some(n) = reply::build(msg, code, reason, extra, &mut self.reply[..]) else {
             return Verdict::Dropped(DropReason::Unanswerable);
         };
         let flow = Flow {
@@ -511,27 +514,6 @@ impl Txn {
         };
         match sink.send(&flow, &[&self.reply[..n]]) {
             Ok(()) => Verdict::Replied(code),
-            Err(e) => Verdict::Dropped(DropReason::SendFailed(e)),
-        }
-    }
-
-    /// The table is full: `503` with `Retry-After` (RFC 3261 §21.5.4), never silence.
-    fn overloaded(
-        &mut self,
-        msg: &Message<'_>,
-        pkt: &Inbound<'_>,
-        sink: &mut impl Sink,
-    ) -> Verdict {
-        let extra: &[&[u8]] = &[b"Retry-After: 5\r\n"];
-        let Some(n) = reply::build(msg, 503, reason_phrase(503), extra, &mut self.reply[..]) else {
-            return Verdict::Dropped(DropReason::Unanswerable);
-        };
-        let flow = Flow {
-            remote: reply::reply_destination(msg, pkt.flow.remote),
-            ..pkt.flow
-        };
-        match sink.send(&flow, &[&self.reply[..n]]) {
-            Ok(()) => Verdict::Replied(503),
             Err(e) => Verdict::Dropped(DropReason::SendFailed(e)),
         }
     }
