@@ -172,7 +172,7 @@ impl Txn {
         let s = self.table.shard_of(key);
         let table = Arc::clone(&self.table);
         let mut shard = table.lock(s);
-        let index = match TxnTable::insert(&mut shard, key, call) {
+        let index = match table.insert(&mut shard, key, call) {
             Ok(i) => i,
             Err(_) => {
                 drop(shard);
@@ -307,7 +307,7 @@ impl Txn {
                 call: Some(call), ..
             }) if !call.is_over() => call.next_timer(),
             Some(_) => {
-                shard.free(index);
+                self.table.free(shard, index);
                 counters.txn.ended += 1;
                 None
             }

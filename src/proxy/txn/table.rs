@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -214,10 +214,11 @@ impl Shard {
         None
     }
 
-    /// Frees the entry at `index` (its buffers are kept for the next call).
-    pub fn free(&mut self, index: u32) {
+    /// Frees the entry at `index` (its buffers are kept for the next call); through
+    /// [`TxnTable::free`], which keeps the table's count.
+    fn free(&mut self, index: u32) -> bool {
         let Some(e) = self.entries[index as usize].as_deref_mut() else {
-            return;
+            return false;
         };
         if e.call.take().is_some() {
             e.scheduled = None;
@@ -225,7 +226,9 @@ impl Shard {
             e.generation = e.generation.wrapping_add(1);
             e.stored.clear();
             self.free.push(index);
+            return true;
         }
+        false
     }
 
     /// Live calls in this shard.
@@ -238,6 +241,10 @@ impl Shard {
 #[derive(Debug)]
 pub struct TxnTable {
     shards: Box<[Mutex<Shard>]>,
+    /// `max_transactions`: calls in all shards at once.
+    capacity: usize,
+    /// Calls in all shards now.
+    live: AtomicUsize,
     /// Per shard: its next timer in nanoseconds since `epoch` (`u64::MAX`: none).
     next: Box<[AtomicU64]>,
     epoch: Instant,
@@ -259,9 +266,14 @@ impl TxnTable {
     /// `epoch` is any instant before the first use (time origin of the shard deadlines). With
     /// `preallocate`, every slot and its buffers are allocated and touched now (Kamailio's
     /// `shm_force_alloc`); otherwise a slot is allocated the first time it is used.
+    ///
+    /// The table holds at most `capacity` calls; each shard has room for twice its share (at
+    /// least 8), so an uneven spread of keys over the shards does not refuse a call while the
+    /// table has room (a never-used slot costs one pointer).
     pub fn new(capacity: usize, shards: usize, epoch: Instant, preallocate: bool) -> TxnTable {
         let shards = shards.max(1);
-        let per = capacity.div_ceil(shards).max(1);
+        let capacity = capacity.max(1);
+        let per = (2 * capacity.div_ceil(shards)).max(8);
         TxnTable {
             shards: (0..shards)
                 .map(|_| {
@@ -277,6 +289,8 @@ impl TxnTable {
                 .collect(),
             next: (0..shards).map(|_| AtomicU64::new(u64::MAX)).collect(),
             epoch,
+            capacity,
+            live: AtomicUsize::new(0),
         }
     }
 
@@ -287,7 +301,7 @@ impl TxnTable {
 
     /// Slots in all.
     pub fn capacity(&self) -> usize {
-        self.shards.len() * self.lock(0).entries.len()
+        self.capacity
     }
 
     /// The shard a caller key lives in.
@@ -300,14 +314,29 @@ impl TxnTable {
         self.shards[s].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores a new call under the caller's `key` in its shard (locked as `shard`).
-    pub fn insert(shard: &mut Shard, key: u64, call: Call) -> Result<u32, Full> {
-        let i = shard.free.pop().ok_or(Full)?;
+    /// Stores a new call under the caller's `key` in its shard (locked as `shard`); `Full`
+    /// when `capacity` calls are in the table (or, unlikely, the shard has no room left).
+    pub fn insert(&self, shard: &mut Shard, key: u64, call: Call) -> Result<u32, Full> {
+        if self.live.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return Err(Full);
+        }
+        let Some(i) = shard.free.pop() else {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return Err(Full);
+        };
         let e = shard.entries[i as usize].get_or_insert_with(|| Box::new(Entry::new()));
         e.key = key;
         e.call = Some(call);
         shard.by_key.insert(key, i);
         Ok(i)
+    }
+
+    /// Frees the call at `index` of `shard` (its buffers are kept for the next call).
+    pub fn free(&self, shard: &mut Shard, index: u32) {
+        if shard.free(index) {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Publishes shard `s`'s next timer (after changes under its lock), rounded up to the
@@ -334,8 +363,56 @@ impl TxnTable {
         Some(self.epoch + std::time::Duration::from_nanos(min))
     }
 
-    /// Live calls in all shards (takes every lock: for metrics, not the message path).
+    /// Calls in the table now.
     pub fn live(&self) -> usize {
-        (0..self.shards.len()).map(|s| self.lock(s).live()).sum()
+        self.live.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::txn::{Call, Fork, Timers};
+
+    fn call() -> Call {
+        Call::start(false, Fork::Serial, 1, Instant::now(), &Timers::default()).0
+    }
+
+    #[test]
+    fn capacity_is_the_whole_tables_whatever_the_shard() {
+        // Two slots over 32 shards: the first two keys are stored even when they share a
+        // shard, the third is refused, and a freed slot is usable again.
+        let t = TxnTable::new(2, 32, Instant::now(), false);
+        let mut held = Vec::new();
+        for key in [5u64, 5 + 32] {
+            let s = t.shard_of(key);
+            let mut shard = t.lock(s);
+            held.push((s, t.insert(&mut shard, key, call()).expect("room")));
+        }
+        let s = t.shard_of(7);
+        assert_eq!(t.insert(&mut t.lock(s), 7, call()), Err(Full));
+        assert_eq!(t.live(), 2);
+        let (s0, i0) = held[0];
+        t.free(&mut t.lock(s0), i0);
+        assert_eq!(t.live(), 1);
+        assert!(t.insert(&mut t.lock(s), 7, call()).is_ok());
+    }
+
+    #[test]
+    fn a_reused_slot_has_a_new_generation_and_forgets_its_key() {
+        let t = TxnTable::new(8, 1, Instant::now(), false);
+        let mut shard = t.lock(0);
+        let i = t.insert(&mut shard, 42, call()).unwrap();
+        let g = shard.generation(i);
+        assert!(shard.get(i, g).is_some() && shard.find(42).is_some());
+        t.free(&mut shard, i);
+        assert!(
+            shard.get(i, g).is_none(),
+            "the old generation no longer matches"
+        );
+        assert!(shard.find(42).is_none());
+        let j = t.insert(&mut shard, 43, call()).unwrap();
+        assert_eq!(j, i, "last freed, first reused");
+        assert_eq!(shard.generation(j), g.wrapping_add(1));
     }
 }
