@@ -188,6 +188,20 @@ fn process(reg: &mut Registry, shared: &Shared, health: &Health) {
         truncated,
     );
     transactions(reg, &c.txn);
+    let forbidden = Counter::<u64>::default();
+    forbidden.inc_by(c.forbidden_next_hop);
+    reg.register(
+        "forbidden_next_hop",
+        "Requests refused (403) because their Route or in-dialog Request-URI names no destination and nothing in allowed_next_hops",
+        forbidden,
+    );
+    let sips = Counter::<u64>::default();
+    sips.inc_by(c.sips_refused);
+    reg.register(
+        "sips_refused",
+        "Requests for a sips: Request-URI refused (416): no TLS to keep them secure",
+        sips,
+    );
     let expired = Counter::<u64>::default();
     expired.inc_by(c.calls_expired);
     reg.register(

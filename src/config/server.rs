@@ -64,6 +64,12 @@ pub struct Server {
     /// `spread`: `"flow"` (default: by 4-tuple) or `"random"` (every datagram to a random
     /// worker, so one busy peer uses every worker).
     pub spread: crate::netio::Spread,
+    /// `via_secret`: the key of the MAC in our stateless Via branches, for several instances
+    /// that must accept each other's responses; unset: random at start.
+    pub via_secret: Option<Secret>,
+    /// `allowed_next_hops`: networks (`10.0.0.0/8`, `192.0.2.1`, `[2001:db8::]/32`) that a
+    /// Route-following or in-dialog request may go to besides the destinations. Default none.
+    pub allowed_next_hops: Vec<crate::proxy::Network>,
     /// `record_route`: insert `Record-Route: <sip:…;lr>` on initial requests. Default false.
     pub record_route: bool,
     /// `max_forwards`: value inserted when a request has no Max-Forwards. Default 70.
@@ -85,6 +91,8 @@ impl Default for Server {
             workers: None,
             datapath: DatapathChoice::Auto,
             spread: crate::netio::Spread::Flow,
+            via_secret: None,
+            allowed_next_hops: Vec::new(),
             record_route: false,
             max_forwards: 70,
             recv_buffer_size: None,
@@ -130,6 +138,8 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "workers",
     "datapath",
     "spread",
+    "via_secret",
+    "allowed_next_hops",
     "record_route",
     "max_forwards",
     "recv_buffer_size",
@@ -302,6 +312,39 @@ pub(crate) fn read_server(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Server {
         }
     }) {
         s.spread = sp;
+    }
+    if let Some(v) = ctx.at(t, "via_secret", |c, k, v| {
+        let text = c.string(k, v)?;
+        if text.len() < 16 {
+            c.bad(
+                &v.span(),
+                k,
+                "a secret of at least 16 characters",
+                "a shorter string",
+            );
+            return None;
+        }
+        Some(Secret(text))
+    }) {
+        s.via_secret = Some(v);
+    }
+    if let Some(list) = ctx.at(t, "allowed_next_hops", |c, k, v| {
+        let items = c.strings(k, v)?;
+        let mut out = Vec::new();
+        for (text, span) in items {
+            match crate::proxy::Network::parse(text.trim()) {
+                Some(n) => out.push(n),
+                None => c.bad(
+                    &span,
+                    k,
+                    "an IP address or network like \"10.0.0.0/8\"",
+                    &format!("{text:?}"),
+                ),
+            }
+        }
+        Some(out)
+    }) {
+        s.allowed_next_hops = list;
     }
     if let Some(b) = ctx.at(t, "record_route", Ctx::flag) {
         s.record_route = b;

@@ -89,6 +89,14 @@ impl Config {
                 .hash_pvar
                 .as_ref()
                 .map(|t| t.compiled.clone()),
+            allowed_next_hops: self.server.allowed_next_hops.clone(),
+            via_key: self
+                .server
+                .via_secret
+                .as_ref()
+                .map_or_else(crate::proxy::branch::ViaKey::random, |s| {
+                    crate::proxy::branch::ViaKey::from_secret(s.0.as_bytes())
+                }),
             timers: self.tm.timers,
             call_check_interval: (self.dispatcher.params.ds_hash_size > 0)
                 .then_some(self.dispatcher.params.ds_hash_check_interval),

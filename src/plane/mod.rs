@@ -53,6 +53,8 @@ pub struct Plane {
     selections: Vec<Box<[AtomicU64]>>,
     /// Failovers away from each destination (same shape), by the stateful path.
     failovers: Vec<Box<[AtomicU64]>>,
+    /// Every destination's address, for "is this next hop a destination?".
+    dest_addrs: std::collections::HashSet<SocketAddr, ahash::RandomState>,
 }
 
 impl Plane {
@@ -62,7 +64,7 @@ impl Plane {
         snapshot: Snapshot,
         mut resolve: impl FnMut(&Destination) -> Option<SocketAddr>,
     ) -> Plane {
-        let addrs = snapshot
+        let addrs: Vec<Box<[Option<SocketAddr>]>> = snapshot
             .sets()
             .iter()
             .map(|s| s.destinations().iter().map(&mut resolve).collect())
@@ -77,11 +79,16 @@ impl Plane {
             .iter()
             .map(|s| s.destinations().iter().map(|_| AtomicU64::new(0)).collect())
             .collect();
+        let dest_addrs = addrs
+            .iter()
+            .flat_map(|a| a.iter().flatten().copied())
+            .collect();
         Plane {
             snapshot,
             addrs,
             selections,
             failovers,
+            dest_addrs,
         }
     }
 
@@ -94,6 +101,12 @@ impl Plane {
         {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Whether `addr` is the address of a destination of this plane (a next hop the
+    /// configuration allows).
+    pub fn is_destination(&self, addr: SocketAddr) -> bool {
+        self.dest_addrs.contains(&addr)
     }
 
     /// Counts one failover away from `pick` (the stateful path tried the next destination).

@@ -61,6 +61,8 @@ fn sum(all: &[Counters]) -> Counters {
         total.calls_expired += c.calls_expired;
         total.truncated += c.truncated;
         total.txn.add(&c.txn);
+        total.forbidden_next_hop += c.forbidden_next_hop;
+        total.sips_refused += c.sips_refused;
         for (t, v) in total.send_failures.iter_mut().zip(c.send_failures) {
             *t += v;
         }

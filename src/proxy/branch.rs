@@ -13,8 +13,90 @@ use sipdisp_parser::{Message, Via};
 /// The prefix of every branch sipdisp generates: the RFC 3261 magic cookie, then `-sd-`.
 pub const BRANCH_PREFIX: &[u8] = b"z9hG4bK-sd-";
 
-/// Length of a generated branch value.
-pub const BRANCH_LEN: usize = BRANCH_PREFIX.len() + 16;
+/// Length of a stateless branch value: the prefix, 16 hex digits identifying the request (its
+/// retransmissions, CANCEL and non-2xx ACK get the same), 16 hex digits of a keyed MAC over
+/// those and the address its responses will be relayed to ([`branch_mac`]).
+pub const BRANCH_LEN: usize = BRANCH_PREFIX.len() + 32;
+
+/// The key of the stateless branches' MAC (`[server] via_secret`, or random at start).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ViaKey(pub [u8; 16]);
+
+impl std::fmt::Debug for ViaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ViaKey(…)")
+    }
+}
+
+impl ViaKey {
+    /// A key derived from a configured secret (several instances sharing it accept each
+    /// other's branches).
+    pub fn from_secret(secret: &[u8]) -> ViaKey {
+        use std::hash::Hasher;
+        let mut out = [0u8; 16];
+        for (i, half) in out.chunks_mut(8).enumerate() {
+            let mut h = siphasher::sip::SipHasher24::new_with_keys(
+                0x0073_6970_6469_7370 + i as u64,
+                0x0076_6961_7365_6372,
+            );
+            h.write(secret);
+            half.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        ViaKey(out)
+    }
+
+    /// A random key (one instance: its branches are valid for itself only).
+    pub fn random() -> ViaKey {
+        let mut out = [0u8; 16];
+        for half in out.chunks_mut(8) {
+            // ahash's RandomState draws its seeds from the operating system's generator.
+            let v = ahash::RandomState::new().hash_one(0x5eed_u64);
+            half.copy_from_slice(&v.to_le_bytes());
+        }
+        ViaKey(out)
+    }
+}
+
+/// The MAC of a stateless branch: SipHash-2-4 keyed with `key` over the request's 16 hex
+/// digits, the address and port responses will be relayed to, and the transport. A response
+/// whose branch does not carry the MAC of the next Via's address was not made for that address:
+/// forged, or replayed with an edited Via (reflection), and is dropped.
+pub fn branch_mac(
+    key: &ViaKey,
+    id: &[u8],
+    relay_to: std::net::SocketAddr,
+    transport: &[u8],
+) -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher24::new_with_key(&key.0);
+    h.write(id);
+    match relay_to.ip() {
+        std::net::IpAddr::V4(ip) => h.write(&ip.octets()),
+        std::net::IpAddr::V6(ip) => h.write(&ip.octets()),
+    }
+    h.write(&relay_to.port().to_be_bytes());
+    h.write(transport);
+    h.finish()
+}
+
+/// Whether `branch` is a stateless branch of ours for responses relayed to `relay_to`.
+pub fn verify_branch(
+    branch: &[u8],
+    key: &ViaKey,
+    relay_to: std::net::SocketAddr,
+    transport: &[u8],
+) -> bool {
+    let Some(rest) = branch.strip_prefix(BRANCH_PREFIX) else {
+        return false;
+    };
+    if rest.len() != 32 {
+        return false;
+    }
+    let mut want = [0u8; 16];
+    hex16(branch_mac(key, &rest[..16], relay_to, transport), &mut want);
+    // Not secret-dependent timing: both sides are public once sent; a plain compare is fine.
+    rest[16..] == want
+}
 
 /// The prefix of the branch of sipdisp's own keepalive requests (health probes): the normal
 /// prefix, then `p` (never a hex digit, so it cannot collide with a forwarding branch).
@@ -74,6 +156,16 @@ pub const TXN_BRANCH_PREFIX: &[u8] = b"z9hG4bK-sd-t";
 
 /// Length of a transaction branch: the prefix and 22 hex digits.
 pub const TXN_BRANCH_LEN: usize = TXN_BRANCH_PREFIX.len() + 22;
+
+// Every branch we generate fits the edits' branch buffer.
+const _: () = assert!(BRANCH_LEN <= MAX_BRANCH_LEN && TXN_BRANCH_LEN <= MAX_BRANCH_LEN);
+
+/// The longest branch sipdisp generates (stateless or transaction).
+pub const MAX_BRANCH_LEN: usize = if BRANCH_LEN > TXN_BRANCH_LEN {
+    BRANCH_LEN
+} else {
+    TXN_BRANCH_LEN
+};
 
 /// What a transaction branch names: the call's slot (shard, index, generation) and the
 /// branch number in its failover list.
@@ -151,8 +243,14 @@ pub fn hex16(v: u64, out: &mut [u8]) {
 }
 
 /// The branch sipdisp puts in its Via when forwarding `msg`, whose top Via the caller has
-/// already parsed (`top`).
-pub fn branch_for(msg: &Message<'_>, top: &Via<'_>) -> [u8; BRANCH_LEN] {
+/// already parsed (`top`), and whose responses go back to `relay_to` over `transport`.
+pub fn branch_for(
+    msg: &Message<'_>,
+    top: &Via<'_>,
+    key: &ViaKey,
+    relay_to: std::net::SocketAddr,
+    transport: &[u8],
+) -> [u8; BRANCH_LEN] {
     let via = Some(top);
     let branch = via.and_then(|v| v.branch).unwrap_or(b"");
     let host = via.map_or(&b""[..], |v| v.host);
@@ -179,8 +277,11 @@ pub fn branch_for(msg: &Message<'_>, top: &Via<'_>) -> [u8; BRANCH_LEN] {
         ])
     };
     let mut out = [0u8; BRANCH_LEN];
-    out[..BRANCH_PREFIX.len()].copy_from_slice(BRANCH_PREFIX);
-    hex16(h, &mut out[BRANCH_PREFIX.len()..]);
+    let n = BRANCH_PREFIX.len();
+    out[..n].copy_from_slice(BRANCH_PREFIX);
+    hex16(h, &mut out[n..n + 16]);
+    let mac = branch_mac(key, &out[n..n + 16], relay_to, transport);
+    hex16(mac, &mut out[n + 16..]);
     out
 }
 
@@ -204,10 +305,43 @@ mod tests {
     }
     use sipdisp_parser::{Headers, parse_datagram};
 
+    const KEY: ViaKey = ViaKey([7; 16]);
+
+    fn back() -> std::net::SocketAddr {
+        "192.0.2.7:5062".parse().unwrap()
+    }
+
     fn branch(text: &str) -> [u8; BRANCH_LEN] {
         let mut h = Headers::new();
         let m = parse_datagram(text.as_bytes(), &mut h).unwrap();
-        branch_for(&m, &m.top_via().unwrap())
+        branch_for(&m, &m.top_via().unwrap(), &KEY, back(), b"UDP")
+    }
+
+    #[test]
+    fn the_mac_binds_the_relay_address_and_the_key() {
+        let b = branch(INVITE);
+        assert!(verify_branch(&b, &KEY, back(), b"UDP"));
+        let victim = "192.0.2.66:5062".parse().unwrap();
+        assert!(!verify_branch(&b, &KEY, victim, b"UDP"), "edited Via");
+        assert!(
+            !verify_branch(&b, &ViaKey([8; 16]), back(), b"UDP"),
+            "other key"
+        );
+        assert!(!verify_branch(&b, &KEY, back(), b"TCP"));
+        assert!(!verify_branch(&b[..BRANCH_LEN - 1], &KEY, back(), b"UDP"));
+        // A copy of the format with another MAC is refused.
+        let mut forged = b;
+        forged[BRANCH_LEN - 1] = if forged[BRANCH_LEN - 1] == b'0' {
+            b'1'
+        } else {
+            b'0'
+        };
+        assert!(!verify_branch(&forged, &KEY, back(), b"UDP"));
+        assert_eq!(
+            ViaKey::from_secret(b"s3cret-s3cret-s3cret"),
+            ViaKey::from_secret(b"s3cret-s3cret-s3cret")
+        );
+        assert_ne!(ViaKey::from_secret(b"a"), ViaKey::from_secret(b"b"));
     }
 
     const INVITE: &str = "INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP c.example:5062;branch=z9hG4bKx1\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\nCSeq: 5 INVITE\r\n\r\n";

@@ -22,13 +22,15 @@ use arrayvec::ArrayVec;
 use sipdisp_parser::{Error, HeaderKind, Message, RequestLine, Scheme, Uri, Via};
 
 use super::boundary::Inbound;
-use super::branch::{BRANCH_LEN, BRANCH_PREFIX, ProbeToken, TxnToken, branch_for, stable_hash};
+use super::branch::{
+    BRANCH_LEN, BRANCH_PREFIX, ProbeToken, TxnToken, branch_for, stable_hash, verify_branch,
+};
 use super::edits::{ClientVia, Forwarding};
 use super::keys::{TEMPLATE_CAPACITY, key_for};
 use super::recent::Recent;
 use super::reply::{self, reason_phrase};
 use super::route::{Action, Target};
-use super::verdict::DropReason;
+use super::verdict::{Counters, DropReason};
 use super::{ProxyConfig, ip_port};
 use crate::dispatch::{Algorithm, DestIdx, Key, Mode, Pick, SetId};
 use crate::netio::{Flow, SocketIdx};
@@ -46,13 +48,11 @@ pub enum Decision<'a> {
     Reply(Reply<'a>),
     /// Relay a response on this flow, without our top Via.
     Relay(Flow),
-    /// A response to a branch of a transaction-stateful request: its call decides (relayed
-    /// statelessly on `relay` when the call is gone, RFC 3261 §16.7).
+    /// A response to a branch of a transaction-stateful request: its call decides, and sends
+    /// it (if at all) to where the call's request came from — never by its Via alone.
     TxnResponse {
         /// The call and branch our Via named.
         token: TxnToken,
-        /// Where a stateless relay would send it.
-        relay: Option<Flow>,
     },
     /// An ACK for one of our own replies: the transaction ends here.
     Absorb,
@@ -157,7 +157,7 @@ impl Decider {
         (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
     }
 
-    /// Decides a request. `hits` counts matches per route.
+    /// Decides a request; counts route matches and refusals in `counters`.
     pub(crate) fn request<'a>(
         &'a mut self,
         cfg: &'a ProxyConfig,
@@ -165,13 +165,13 @@ impl Decider {
         plane: &'a Plane,
         msg: &Message<'a>,
         pkt: &Inbound<'_>,
-        hits: &mut [u64],
+        counters: &mut Counters,
     ) -> Decision<'a> {
-        let mut c = match check(cfg, msg, pkt) {
+        let mut c = match check(cfg, msg, pkt, counters) {
             Ok(c) => c,
             Err(d) => return d,
         };
-        if let Some(d) = loose_route(cfg, msg, pkt, &mut c) {
+        if let Some(d) = loose_route(cfg, plane, msg, pkt, &mut c, counters) {
             return d;
         }
         // CANCEL and non-2xx ACK follow their INVITE.
@@ -194,12 +194,17 @@ impl Decider {
             && !cfg.is_ours(c.ruri.host, c.ruri.port)
             && let Some(hop) = ip_port(c.ruri.host, c.ruri.port)
         {
+            // Without our Route the dialog did not come through us: its remote target must be
+            // a next hop the configuration allows (no open relay).
+            if !allowed(cfg, plane, hop) {
+                return forbidden(cfg, msg, pkt, counters);
+            }
             return forward(cfg, msg, pkt, &c, hop, Hop::Routed, None);
         }
         let Some((pos, _)) = cfg.routes.find(msg, pkt.flow.remote, plane) else {
             return reply(cfg, msg, pkt, 404, "No Matching Route");
         };
-        hits[pos] += 1;
+        counters.route_hits[pos] += 1;
         let (rules, target, limit) = match &cfg.routes.routes[pos].action {
             Action::Reply { code, reason } => return reply(cfg, msg, pkt, *code, reason),
             Action::Select {
@@ -266,6 +271,7 @@ fn check<'a>(
     cfg: &'a ProxyConfig,
     msg: &Message<'a>,
     pkt: &Inbound<'_>,
+    counters: &mut Counters,
 ) -> Result<Checked<'a>, Decision<'a>> {
     let req = *msg.request().expect("called for requests");
     if req.method == b"ACK" && reply::is_ack_for_our_reply(msg) {
@@ -287,6 +293,12 @@ fn check<'a>(
         .map_err(|_| reply(cfg, msg, pkt, 400, "Bad Request-URI"))?;
     if ruri.scheme == Scheme::Other {
         return Err(reply(cfg, msg, pkt, 416, reason_phrase(416)));
+    }
+    // RFC 3261 §26.2: a SIPS request must stay on TLS hop by hop; sipdisp has no TLS yet, and
+    // forwarding it over UDP would be a silent downgrade.
+    if ruri.scheme == Scheme::Sips {
+        counters.sips_refused += 1;
+        return Err(reply(cfg, msg, pkt, 416, "SIPS Needs TLS"));
     }
     if msg.max_forwards() == Some(0) {
         return Err(reply(cfg, msg, pkt, 483, reason_phrase(483)));
@@ -320,7 +332,13 @@ fn check<'a>(
         ruri,
         in_dialog,
         remove_route: false,
-        branch: branch_for(msg, &top),
+        branch: branch_for(
+            msg,
+            &top,
+            &cfg.via_key,
+            return_addr(&top, pkt.flow.remote),
+            pkt.flow.transport.via_token(),
+        ),
     })
 }
 
@@ -330,29 +348,54 @@ fn check<'a>(
 /// was ours goes on to the route table with that Route still to remove).
 fn loose_route<'a>(
     cfg: &'a ProxyConfig,
+    plane: &Plane,
     msg: &Message<'a>,
     pkt: &Inbound<'_>,
     c: &mut Checked<'a>,
+    counters: &mut Counters,
 ) -> Option<Decision<'a>> {
     let mut routes = msg.routes();
-    let hop = match routes.next() {
+    // `checked`: the next hop must be allowed; a dialog that came through us (our Route, no
+    // other) goes to its Request-URI, as Kamailio's loose_route() + t_relay().
+    let (hop, checked) = match routes.next() {
         Some(Ok(first)) if cfg.is_ours(first.uri.host, first.uri.port) => {
             c.remove_route = true;
             match routes.next() {
-                Some(Ok(next)) => ip_port(next.uri.host, next.uri.port),
+                Some(Ok(next)) => (ip_port(next.uri.host, next.uri.port), true),
                 Some(Err(_)) => return Some(reply(cfg, msg, pkt, 400, "Malformed Route")),
-                None if c.in_dialog => ip_port(c.ruri.host, c.ruri.port),
+                None if c.in_dialog => (ip_port(c.ruri.host, c.ruri.port), false),
                 None => return None,
             }
         }
-        Some(Ok(first)) => ip_port(first.uri.host, first.uri.port),
+        Some(Ok(first)) => (ip_port(first.uri.host, first.uri.port), true),
         Some(Err(_)) => return Some(reply(cfg, msg, pkt, 400, "Malformed Route")),
         None => return None,
     };
     Some(match hop {
+        Some(addr) if checked && !allowed(cfg, plane, addr) => forbidden(cfg, msg, pkt, counters),
         Some(addr) => forward(cfg, msg, pkt, c, addr, Hop::Routed, None),
         None => Decision::Drop(DropReason::NoNextHop),
     })
+}
+
+/// Whether a request may be sent to `addr` on the strength of a Route or Request-URI: a
+/// destination of the plane, or inside `allowed_next_hops`.
+fn allowed(cfg: &ProxyConfig, plane: &Plane, addr: SocketAddr) -> bool {
+    plane.is_destination(addr) || cfg.allowed_next_hops.iter().any(|n| n.contains(addr.ip()))
+}
+
+/// The refusal of a request to a next hop no configuration allows (no open relay).
+fn forbidden<'a>(
+    cfg: &ProxyConfig,
+    msg: &Message<'_>,
+    pkt: &Inbound<'_>,
+    counters: &mut Counters,
+) -> Decision<'a> {
+    counters.forbidden_next_hop += 1;
+    match reply(cfg, msg, pkt, 403, "Forbidden Next Hop") {
+        Decision::Drop(_) => Decision::Drop(DropReason::Forbidden),
+        d => d,
+    }
 }
 
 /// A forwarding decision to `addr` (dropped when no socket of its family exists). Only a
@@ -423,6 +466,19 @@ fn reply<'a>(
     })
 }
 
+/// Where responses to a request whose top Via is `top`, received from `source`, go once our
+/// edits made `received` the source address and `rport` the source port (RFC 3261 §18.2.2,
+/// RFC 3581 §4): the source address, and the source port when `rport` was asked for, else the
+/// sent-by port (5060 without one).
+fn return_addr(top: &Via<'_>, source: SocketAddr) -> SocketAddr {
+    let port = if top.rport.is_some() {
+        source.port()
+    } else {
+        top.port.unwrap_or(5060)
+    };
+    SocketAddr::new(source.ip(), port)
+}
+
 /// Decides a response: relay it to the second Via, or take it (ours, a probe reply).
 pub(crate) fn response<'a>(
     cfg: &ProxyConfig,
@@ -439,9 +495,10 @@ pub(crate) fn response<'a>(
     {
         return Decision::Drop(DropReason::NotOurVia);
     }
-    let txn = top.branch.and_then(TxnToken::parse);
+    if let Some(token) = top.branch.and_then(TxnToken::parse) {
+        return Decision::TxnResponse { token };
+    }
     let next = match vias.next() {
-        None if txn.is_some() => None,
         None => {
             let token = top.branch.and_then(ProbeToken::parse);
             return match (token, msg.response()) {
@@ -453,27 +510,31 @@ pub(crate) fn response<'a>(
             };
         }
         Some(Err(e)) => return Decision::Drop(DropReason::Malformed(e)),
-        Some(Ok(v)) => Some(v),
+        Some(Ok(v)) => v,
     };
     // RFC 3261 §18.2.2 / RFC 3581 §4: received (else sent-by host), rport value (else port).
-    let relay = next.and_then(|next| {
-        let host = next.received.unwrap_or(next.host);
-        let port = match next.rport {
-            Some(Some(p)) => Some(p),
-            _ => next.port,
-        };
-        let addr = ip_port(host, port)?;
+    let host = next.received.unwrap_or(next.host);
+    let port = match next.rport {
+        Some(Some(p)) => Some(p),
+        _ => next.port,
+    };
+    let relay = ip_port(host, port).and_then(|addr| {
         cfg.socket_for(pkt.flow.local, addr).map(|local| Flow {
             transport: cfg.sockets[usize::from(local.0)].transport,
             local,
             remote: addr,
         })
     });
-    if let Some(token) = txn {
-        return Decision::TxnResponse { token, relay };
-    }
     match relay {
-        Some(flow) => Decision::Relay(flow),
+        // Only to the address our branch was made for: a forged or edited Via is dropped.
+        Some(flow)
+            if top.branch.is_some_and(|b| {
+                verify_branch(b, &cfg.via_key, flow.remote, flow.transport.via_token())
+            }) =>
+        {
+            Decision::Relay(flow)
+        }
+        Some(_) => Decision::Drop(DropReason::ForgedVia),
         None => Decision::Drop(DropReason::NoNextHop),
     }
 }

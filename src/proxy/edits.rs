@@ -14,34 +14,33 @@ use arrayvec::ArrayVec;
 use sipdisp_parser::{Message, Plan, PlanError, Uri, Via};
 
 use super::Listener;
-use super::branch::TXN_BRANCH_LEN;
+use super::branch::MAX_BRANCH_LEN;
 
 /// Where the client's top Via gets `received` / `rport` (RFC 3261 §18.2.1, RFC 3581).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientVia<'a> {
     /// Offset just past the Via's value: where `;received=` goes.
     pub end: usize,
-    /// Offset just past a valueless `rport` parameter: where `=port` goes.
-    pub rport_at: Option<usize>,
+    /// The whole `rport[=N]` parameter (offsets) and its value, when present.
+    pub rport: Option<(usize, usize, Option<u16>)>,
+    /// The `received` parameter's value (offset and bytes), when present.
+    pub received: Option<(usize, &'a [u8])>,
     /// The sent-by host as written.
     pub host: &'a [u8],
-    /// It carries a `received` parameter already.
-    pub has_received: bool,
 }
 
 impl<'a> ClientVia<'a> {
     /// The positions in `msg` of its top Via `top`.
     pub fn of(msg: &Message<'_>, top: &Via<'a>) -> ClientVia<'a> {
         let base = msg.buf().as_ptr() as usize;
-        let rport_at = match top.rport_param {
-            Some(p) if top.rport == Some(None) => Some(p.as_ptr() as usize - base + p.len()),
-            _ => None,
-        };
+        let off = |p: &[u8]| p.as_ptr() as usize - base;
         ClientVia {
-            end: top.value.as_ptr() as usize - base + top.value.len(),
-            rport_at,
+            end: off(top.value) + top.value.len(),
+            rport: top
+                .rport_param
+                .map(|p| (off(p), off(p) + p.len(), top.rport.flatten())),
+            received: top.received.map(|r| (off(r), r)),
             host: top.host,
-            has_received: top.received.is_some(),
         }
     }
 }
@@ -56,7 +55,7 @@ pub struct Forwarding<'a> {
     /// The listener it leaves from: the host, port and transport of our Via and Record-Route.
     pub listener: &'a Listener,
     /// Our Via's branch (stateless, or a transaction's).
-    pub branch: ArrayVec<u8, TXN_BRANCH_LEN>,
+    pub branch: ArrayVec<u8, MAX_BRANCH_LEN>,
     /// The Max-Forwards value to write.
     pub max_forwards: u32,
     /// Remove the first Route (it names us).
@@ -111,9 +110,10 @@ pub fn response<'m>(msg: &Message<'m>) -> Result<Plan<'m, 'static>, PlanError> {
     Ok(plan)
 }
 
-/// RFC 3261 §18.2.1 and RFC 3581: tell the next hops where the request really came from —
-/// `received` when the sent-by host is not the source address, the `rport` value when the
-/// client asked for it.
+/// RFC 3261 §18.2.1 and RFC 3581: tell the next hops where the request really came from.
+/// `received` is always the source address and `rport` (when the client asked for it) always
+/// the source port: values the client wrote itself are replaced, never trusted, so a forged
+/// `;received=VICTIM;rport=PORT` cannot send the responses elsewhere (reflection).
 fn complete_client_via(
     plan: &mut Plan<'_, '_>,
     via: &ClientVia<'_>,
@@ -129,17 +129,18 @@ fn complete_client_via(
         .and_then(|x| x.strip_suffix(b"]"))
         .unwrap_or(h);
     let host_is_source = h == &ip[..];
-    match via.rport_at {
-        Some(at) => {
-            plan.insert(at, &[b"=", &port])?;
-            if !via.has_received {
-                plan.insert(via.end, &[b";received=", &ip])?;
-            }
-        }
-        None if !host_is_source && !via.has_received => {
+    match via.received {
+        Some((at, v)) if v != &ip[..] => plan.replace(at, at + v.len(), &[&ip])?,
+        Some(_) => {}
+        None if via.rport.is_some() || !host_is_source => {
             plan.insert(via.end, &[b";received=", &ip])?
         }
         None => {}
+    }
+    if let Some((from, to, value)) = via.rport
+        && value != Some(source.port())
+    {
+        plan.replace(from, to, &[b"rport=", &port])?;
     }
     Ok(())
 }
@@ -149,10 +150,11 @@ fn complete_client_via(
 #[derive(Debug, Clone, Copy)]
 pub struct StoredForwarding {
     via_end: usize,
-    rport_at: Option<usize>,
+    rport: Option<(usize, usize, Option<u16>)>,
     /// The client's sent-by host as an offset and length in the request.
     host: (usize, usize),
-    has_received: bool,
+    /// The client's `received` value as an offset and length in the request.
+    received: Option<(usize, usize)>,
     /// The Max-Forwards value to write.
     pub max_forwards: u32,
     /// Remove the first Route.
@@ -175,9 +177,9 @@ impl StoredForwarding {
         };
         StoredForwarding {
             via_end: f.client_via.end,
-            rport_at: f.client_via.rport_at,
+            rport: f.client_via.rport,
             host,
-            has_received: f.client_via.has_received,
+            received: f.client_via.received.map(|(at, v)| (at, v.len())),
             max_forwards: f.max_forwards,
             remove_route: f.remove_route,
             record_route: f.record_route,
@@ -189,11 +191,13 @@ impl StoredForwarding {
     pub fn client_via<'r>(&self, request: &'r [u8]) -> ClientVia<'r> {
         ClientVia {
             end: self.via_end,
-            rport_at: self.rport_at,
+            rport: self.rport,
+            received: self
+                .received
+                .and_then(|(at, n)| Some((at, request.get(at..at + n)?))),
             host: request
                 .get(self.host.0..self.host.0 + self.host.1)
                 .unwrap_or(b""),
-            has_received: self.has_received,
         }
     }
 }

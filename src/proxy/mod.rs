@@ -45,6 +45,34 @@ pub use decide::{Decision, Forward, Hop, Reply};
 pub use edits::Forwarding;
 pub use keys::{Template, TemplateError};
 pub use route::{Action, Condition, Failover, Route, RouteTable, SourceSets, Target};
+
+#[cfg(test)]
+mod network_tests {
+    use super::Network;
+
+    #[test]
+    fn networks() {
+        let n = Network::parse("10.0.0.0/8").unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        assert!(!n.contains("::1".parse().unwrap()));
+        let one = Network::parse("192.0.2.7").unwrap();
+        assert!(
+            one.contains("192.0.2.7".parse().unwrap())
+                && !one.contains("192.0.2.8".parse().unwrap())
+        );
+        let v6 = Network::parse("[2001:db8::]/32").unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(
+            Network::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        for bad in ["10.0.0.0/33", "host.example", "1.2.3.4/x", ""] {
+            assert_eq!(Network::parse(bad), None, "{bad}");
+        }
+    }
+}
 pub use verdict::{Counters, DropReason, METHODS, Verdict};
 pub use worker::Worker;
 
@@ -106,6 +134,50 @@ impl Listener {
     }
 }
 
+/// An IP network (`10.0.0.0/8`, `2001:db8::/32`; a single address is `/32` or `/128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    /// The network address.
+    pub addr: std::net::IpAddr,
+    /// Prefix length in bits.
+    pub prefix: u8,
+}
+
+impl Network {
+    /// Parses `ip[/prefix]` (IPv6 with or without brackets).
+    pub fn parse(s: &str) -> Option<Network> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        let addr: std::net::IpAddr = ip.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Network { addr, prefix })
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What the proxy needs from the configuration, fixed at start.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -119,6 +191,11 @@ pub struct ProxyConfig {
     pub routes: RouteTable,
     /// Algorithm 7's `hash_pvar` template, if configured.
     pub hash_template: Option<Template>,
+    /// `[server] allowed_next_hops`: networks a Route-following or in-dialog request may be
+    /// sent to besides the destinations (empty: destinations only).
+    pub allowed_next_hops: Vec<Network>,
+    /// The key of the stateless branches' MAC (`[server] via_secret`, else random at start).
+    pub via_key: branch::ViaKey,
     /// Transaction timers (`[tm]`), for routes with failover.
     pub timers: txn::Timers,
     /// `ds_hash_check_interval` when algorithm 10's call-load table exists

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use sipdisp_parser::{HeaderKind, Headers, Message, Via, parse_datagram};
 
-use super::branch::{TXN_BRANCH_LEN, TxnToken, stable_hash};
+use super::branch::{MAX_BRANCH_LEN, TXN_BRANCH_LEN, TxnToken, stable_hash};
 use super::decide::Forward;
 use super::edits::{self, Forwarding, StoredForwarding};
 use super::reply::{self, REPLY_CAPACITY, reason_phrase};
@@ -59,7 +59,7 @@ fn caller_key(top: &Via<'_>, method: &[u8]) -> u64 {
 struct Ctx<'c> {
     cfg: &'c ProxyConfig,
     /// The response being handled, when the actions come from one.
-    response: Option<(&'c Message<'c>, Option<Flow>)>,
+    response: Option<&'c Message<'c>>,
 }
 
 impl Txn {
@@ -187,6 +187,12 @@ impl Txn {
             let st = &mut e.stored;
             st.request.extend_from_slice(msg.buf());
             st.client = pkt.flow;
+            // Responses go where the request came from (RFC 3261 §18.2.2 with RFC 3581),
+            // never where a response's Via says.
+            st.reply_flow = Flow {
+                remote: reply::reply_destination(msg, pkt.flow.remote),
+                ..pkt.flow
+            };
             st.plane = Some(Arc::clone(plane));
             st.targets = targets;
             st.route = route.unwrap_or(0);
@@ -202,14 +208,12 @@ impl Txn {
     }
 
     /// A response to one of our stateful branches.
-    #[allow(clippy::too_many_arguments)] // the response, its token and where things go
     pub(crate) fn response(
         &mut self,
         cfg: &ProxyConfig,
         now: Instant,
         msg: &Message<'_>,
         token: TxnToken,
-        relay: Option<Flow>,
         sink: &mut impl Sink,
         counters: &mut Counters,
     ) -> Option<Verdict> {
@@ -240,7 +244,7 @@ impl Txn {
         }
         let ctx = Ctx {
             cfg,
-            response: Some((msg, relay)),
+            response: Some(msg),
         };
         let index = token.index;
         self.perform(&ctx, &actions, &mut shard, s, index, sink, counters);
@@ -457,7 +461,7 @@ impl Txn {
             return Err(OutboxError::TooLarge { len });
         };
         let to = match (method, ctx.response) {
-            (b"ACK", Some((resp, _))) => resp.header(b"To"),
+            (b"ACK", Some(resp)) => resp.header(b"To"),
             _ => fwd.header(b"To"),
         };
         write_hop(&mut self.out, method, &fwd, to.unwrap_or(b""));
@@ -560,7 +564,7 @@ fn failover_codes(cfg: &ProxyConfig, route: usize) -> &super::txn::Codes {
         )
 }
 
-fn branch_bytes(b: &[u8; TXN_BRANCH_LEN]) -> arrayvec::ArrayVec<u8, TXN_BRANCH_LEN> {
+fn branch_bytes(b: &[u8; TXN_BRANCH_LEN]) -> arrayvec::ArrayVec<u8, MAX_BRANCH_LEN> {
     let mut v = arrayvec::ArrayVec::new();
     let _ = v.try_extend_from_slice(b);
     v
@@ -595,10 +599,10 @@ fn forward_response(
     ctx: &Ctx<'_>,
     sink: &mut impl Sink,
 ) -> Result<(), OutboxError> {
-    let Some((resp, relay)) = ctx.response else {
+    let Some(resp) = ctx.response else {
         return Ok(());
     };
-    let flow = relay.unwrap_or(st.client);
+    let flow = st.reply_flow;
     let Ok(plan) = edits::response(resp) else {
         return Ok(());
     };
@@ -610,7 +614,7 @@ fn forward_response(
 
 /// Keeps the response being handled as the best final so far.
 fn keep_best(st: &mut Stored, ctx: &Ctx<'_>) -> Result<(), OutboxError> {
-    let Some((resp, relay)) = ctx.response else {
+    let Some(resp) = ctx.response else {
         return Ok(());
     };
     let Ok(plan) = edits::response(resp) else {
@@ -618,7 +622,7 @@ fn keep_best(st: &mut Stored, ctx: &Ctx<'_>) -> Result<(), OutboxError> {
     };
     st.best.clear();
     plan.for_each_slice(|s| st.best.extend_from_slice(s));
-    st.best_flow = Some(relay.unwrap_or(st.client));
+    st.best_flow = Some(st.reply_flow);
     Ok(())
 }
 

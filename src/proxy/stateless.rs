@@ -27,14 +27,9 @@ pub(crate) fn execute(
             Ok(plan) => send_plan(&plan, flow, sink).map_or_else(failed, |()| Verdict::Relayed),
             Err(_) => Verdict::Dropped(DropReason::Rewrite),
         },
-        // The call is gone (or this worker has no table): relay statelessly (RFC 3261 §16.7).
-        Decision::TxnResponse { relay, .. } => match (relay, edits::response(msg)) {
-            (Some(flow), Ok(plan)) => {
-                send_plan(&plan, flow, sink).map_or_else(failed, |()| Verdict::Relayed)
-            }
-            (None, _) => Verdict::Dropped(DropReason::NoNextHop),
-            (_, Err(_)) => Verdict::Dropped(DropReason::Rewrite),
-        },
+        // The call is over (or this worker has no table). RFC 3261 §16.7 would relay it
+        // statelessly by its Via, but a transaction branch carries no MAC for that Via: drop.
+        Decision::TxnResponse { .. } => Verdict::Dropped(DropReason::StaleTransaction),
         Decision::Absorb => Verdict::Absorbed,
         Decision::ForUs => Verdict::ForUs,
         Decision::ProbeReply { token, code } => Verdict::ProbeReply {

@@ -27,11 +27,20 @@ pub enum DropReason {
     Unanswerable,
     /// The rewrite plan could not be built (scratch space, malformed routing parts).
     Rewrite,
+    /// A response whose top Via has our address and branch format but not our MAC for the
+    /// address it would go to: forged, or an old response with an edited Via.
+    ForgedVia,
+    /// A response to a stateful branch whose transaction is over (it is not relayed on the
+    /// strength of its Via alone).
+    StaleTransaction,
+    /// A request to a next hop no configuration allows (a Route or Request-URI that is not a
+    /// destination nor in `allowed_next_hops`): answered 403 when it can be.
+    Forbidden,
 }
 
 impl DropReason {
     /// Number of distinct labels ([`DropReason::label`]).
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 10;
 
     /// A stable label for metrics.
     pub fn label(self) -> &'static str {
@@ -43,6 +52,9 @@ impl DropReason {
             DropReason::SendFailed(_) => "send_failed",
             DropReason::Unanswerable => "unanswerable",
             DropReason::Rewrite => "rewrite",
+            DropReason::ForgedVia => "forged_via",
+            DropReason::StaleTransaction => "stale_transaction",
+            DropReason::Forbidden => "forbidden_next_hop",
         }
     }
 
@@ -55,6 +67,9 @@ impl DropReason {
             DropReason::SendFailed(_) => 4,
             DropReason::Unanswerable => 5,
             DropReason::Rewrite => 6,
+            DropReason::ForgedVia => 7,
+            DropReason::StaleTransaction => 8,
+            DropReason::Forbidden => 9,
         }
     }
 
@@ -68,6 +83,9 @@ impl DropReason {
             "send_failed",
             "unanswerable",
             "rewrite",
+            "forged_via",
+            "stale_transaction",
+            "forbidden_next_hop",
         ][i]
     }
 }
@@ -236,6 +254,11 @@ pub struct Counters {
     pub truncated: u64,
     /// Transaction-stateful proxying.
     pub txn: TxnCounters,
+    /// Requests refused because their next hop (a Route, or an in-dialog Request-URI) is no
+    /// destination and not in `allowed_next_hops` (answered 403, or dropped for an ACK).
+    pub forbidden_next_hop: u64,
+    /// Requests for a `sips:` Request-URI refused (no TLS to keep it secure, RFC 3261 §26.2).
+    pub sips_refused: u64,
     /// Algorithm-10 calls removed by the expiry timer (`ds_hash_expire` /
     /// `ds_hash_initexpire`).
     pub calls_expired: u64,

@@ -128,14 +128,10 @@ impl Worker {
                     return v;
                 }
                 let decision: Decision<'_> = match kind {
-                    Ok(_) => self.decider.request(
-                        &self.cfg,
-                        now,
-                        plane,
-                        &msg,
-                        pkt,
-                        &mut self.counters.route_hits,
-                    ),
+                    Ok(_) => {
+                        self.decider
+                            .request(&self.cfg, now, plane, &msg, pkt, &mut self.counters)
+                    }
                     Err(_) => decide::response(&self.cfg, &msg, pkt),
                 };
                 let stateful = match (&decision, &mut self.txn) {
@@ -153,15 +149,9 @@ impl Worker {
                         )),
                         None => None,
                     },
-                    (Decision::TxnResponse { token, relay }, Some(t)) => t.response(
-                        &self.cfg,
-                        now,
-                        &msg,
-                        *token,
-                        *relay,
-                        sink,
-                        &mut self.counters,
-                    ),
+                    (Decision::TxnResponse { token }, Some(t)) => {
+                        t.response(&self.cfg, now, &msg, *token, sink, &mut self.counters)
+                    }
                     _ => None,
                 };
                 let verdict = stateful.unwrap_or_else(|| {

@@ -84,6 +84,8 @@ fn proxy_message_path_allocates_nothing() {
         max_forwards: 70,
         routes: RouteTable { routes },
         hash_template: Template::parse("$fU@$hdr(X-Alg)").ok(),
+        allowed_next_hops: Vec::new(),
+        via_key: sipdisp::proxy::branch::ViaKey([7; 16]),
         timers: Default::default(),
         call_check_interval: None,
     });
@@ -105,8 +107,22 @@ fn proxy_message_path_allocates_nothing() {
         request("OPTIONS", "mf", "X-Alg: 0\r\n").replace("Max-Forwards: 70", "Max-Forwards: 0"),
     ); // 483
     msgs.push("garbage".to_owned());
-    let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-sd-0123456789abcdef;rport=5060\r\nVia: SIP/2.0/UDP 198.51.100.17:5062;branch=z9hG4bK-x;received=198.51.100.17;rport=5062\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: r\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
-    msgs.push(response.to_owned());
+    // Our stateless branch carries a MAC over the address the response goes back to.
+    let mut mac = [0u8; 16];
+    sipdisp::proxy::branch::hex16(
+        sipdisp::proxy::branch::branch_mac(
+            &sipdisp::proxy::branch::ViaKey([7; 16]),
+            b"0123456789abcdef",
+            "198.51.100.17:5062".parse().unwrap(),
+            b"UDP",
+        ),
+        &mut mac,
+    );
+    let response = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-sd-0123456789abcdef{};rport=5060\r\nVia: SIP/2.0/UDP 198.51.100.17:5062;branch=z9hG4bK-x;received=198.51.100.17;rport=5062\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: r\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        std::str::from_utf8(&mac).unwrap()
+    );
+    msgs.push(response);
     let mut sink = Count {
         bytes: 0,
         last: None,
@@ -252,6 +268,8 @@ fn stateful_failover_path_allocates_nothing_at_steady_state() {
             }],
         },
         hash_template: None,
+        allowed_next_hops: Vec::new(),
+        via_key: sipdisp::proxy::branch::ViaKey([7; 16]),
         timers: Default::default(),
         call_check_interval: None,
     });

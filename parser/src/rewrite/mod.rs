@@ -183,6 +183,19 @@ impl<'m, 'x> Plan<'m, 'x> {
             .inspect_err(|_| self.scratch.truncate(mark))
     }
 
+    /// Replaces bytes `from..to` of the original message with `parts` (e.g. a forged
+    /// `received` value with the real source address). The range must lie inside the message
+    /// and overlap no other edit.
+    pub fn replace(&mut self, from: usize, to: usize, parts: &[&[u8]]) -> Result<(), PlanError> {
+        if from > to || to > self.end {
+            return Err(PlanError::NotApplicable);
+        }
+        let mark = self.scratch.len();
+        let piece = self.write(parts)?;
+        self.push(Span::new(from, to), piece)
+            .inspect_err(|_| self.scratch.truncate(mark))
+    }
+
     /// Inserts a header line `name: value` above every other header.
     pub fn insert_header(&mut self, name: &[u8], value: &[u8]) -> Result<(), PlanError> {
         self.insert_at_top(&[name, b": ", value, b"\r\n"])
@@ -374,6 +387,26 @@ v=0\n";
         assert_eq!(format_u32(0, &mut b), b"0");
         assert_eq!(format_u32(69, &mut b), b"69");
         assert_eq!(format_u32(u32::MAX, &mut b), b"4294967295");
+    }
+
+    #[test]
+    fn replace_swaps_a_range_and_refuses_overlaps() {
+        let msg = parse_datagram(INVITE).unwrap();
+        let at = INVITE.windows(8).position(|w| w == b"pc33.atl").unwrap();
+        let mut plan = Plan::new(&msg);
+        plan.replace(at, at + 16, &[b"192.0.2.1"]).unwrap();
+        let out = plan.to_vec();
+        assert!(out.starts_with(b"INVITE sip:bob@biloxi.com;transport=udp SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch="));
+        assert_eq!(out.len(), INVITE.len() - 16 + 9);
+        assert_eq!(
+            plan.replace(at + 2, at + 4, &[b"x"]),
+            Err(PlanError::Overlap)
+        );
+        assert_eq!(plan.replace(5, 4, &[b"x"]), Err(PlanError::NotApplicable));
+        assert_eq!(
+            plan.replace(INVITE.len() + 1, INVITE.len() + 2, &[b"x"]),
+            Err(PlanError::NotApplicable)
+        );
     }
 
     #[test]

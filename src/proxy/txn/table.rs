@@ -48,6 +48,8 @@ pub struct Stored {
     pub request: Vec<u8>,
     /// Where it came from.
     pub client: Flow,
+    /// Where its responses go (the source, with the Via's port unless `rport`).
+    pub reply_flow: Flow,
     /// The plane it was routed with (picks are valid for this plane only).
     pub plane: Option<Arc<Plane>>,
     /// The failover list: destination and address, in order.
@@ -71,6 +73,10 @@ impl Stored {
         Stored {
             request: Vec::new(),
             client: Flow::udp(
+                crate::netio::SocketIdx(0),
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+            ),
+            reply_flow: Flow::udp(
                 crate::netio::SocketIdx(0),
                 SocketAddr::from(([0, 0, 0, 0], 0)),
             ),
