@@ -1,6 +1,7 @@
 //! The one integration-test binary of sipdisp. Each module is one area; other modules (the
 //! proxy, the binary over real sockets) are added here as they arrive.
 
+mod abuse_e2e;
 mod control_e2e;
 mod daemon_e2e;
 mod diff_cases;

@@ -1,0 +1,229 @@
+//! The edge as an attacker sees it (issue 13): sipdisp with set 1 = backends, and a "victim"
+//! UDP socket on loopback that is in no set. Each abuse — a Route to the victim, our Route
+//! then the victim, an in-dialog Request-URI naming the victim, a forged `received`/`rport`, a
+//! forged response, a real response replayed with an edited Via, a `sips:` downgrade — must
+//! leave the victim with nothing, and the counters say why.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A socket that counts every datagram it receives, until dropped.
+struct Victim {
+    addr: SocketAddr,
+    got: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Victim {
+    fn start() -> Victim {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let addr = s.local_addr().unwrap();
+        let (got, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (g, st) = (Arc::clone(&got), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while !st.load(Ordering::Relaxed) {
+                if s.recv_from(&mut buf).is_ok() {
+                    g.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Victim { addr, got, stop }
+    }
+
+    fn received(&self) -> u64 {
+        self.got.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn lb(admin: u16, list: &str) -> Sipdisp {
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[dispatcher]\nlist_file = \"LIST\"\n\n[[route]]\nselect = \"1=4\"\n"
+    );
+    Sipdisp::start(&cfg, list)
+}
+
+fn metric_until(admin: u16, series: &str, want: f64) -> f64 {
+    let addr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let v = http(addr, "GET", "/metrics")
+            .and_then(|(_, t)| metric_value(&t, series))
+            .unwrap_or(-1.0);
+        if v >= want || Instant::now() >= deadline {
+            return v;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn requests_never_go_to_a_next_hop_no_configuration_allows() {
+    let victim = Victim::start();
+    let (b1, b2) = (
+        Responder::start("127.0.0.1:0"),
+        Responder::start("127.0.0.1:0"),
+    );
+    let admin = free_tcp_port();
+    let lb = lb(admin, &format!("1 sip:{}\n1 sip:{}\n", b1.addr, b2.addr));
+    let c = Client::new("127.0.0.1:0");
+    let v = victim.addr;
+    let me = lb.addr();
+    let cases = [
+        // An out-of-dialog INVITE whose first Route names the victim.
+        c.request(
+            "INVITE",
+            "sip:bob@example.com",
+            "r1",
+            "r1",
+            &format!("Route: <sip:{v};lr>\r\n"),
+        ),
+        // Our Route first, then the victim.
+        c.request(
+            "INVITE",
+            "sip:bob@example.com",
+            "r2",
+            "r2",
+            &format!("Route: <sip:{me};lr>, <sip:{v};lr>\r\n"),
+        ),
+        // An in-dialog BYE (To tag, no Route) whose Request-URI names the victim.
+        c.request("BYE", &format!("sip:bob@{v}"), "r3", "r3", "")
+            .replace(
+                "To: <sip:bob@example.com>",
+                "To: <sip:bob@example.com>;tag=x",
+            ),
+    ];
+    for m in &cases {
+        let r = c.transact(me, m).expect("an answer");
+        assert_eq!(code(&r), 403, "{m}\n{r}");
+        assert!(r.contains("Forbidden Next Hop"), "{r}");
+    }
+    // The same in-dialog BYE to a destination is routed (the dialog's backend).
+    let ok = c
+        .request("BYE", &format!("sip:bob@{}", b1.addr), "r4", "r4", "")
+        .replace(
+            "To: <sip:bob@example.com>",
+            "To: <sip:bob@example.com>;tag=x",
+        );
+    assert_eq!(c.transact(me, &ok).map(|r| code(&r)), Some(200));
+    let forbidden = metric_until(admin, "sipdisp_forbidden_next_hop_total", 3.0);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(victim.received(), 0, "the victim received traffic");
+    assert_eq!(forbidden, 3.0);
+}
+
+#[test]
+fn forged_received_and_rport_do_not_reflect_responses() {
+    let victim = Victim::start();
+    let b1 = Responder::start("127.0.0.1:0");
+    let admin = free_tcp_port();
+    let lb = lb(admin, &format!("1 sip:{}\n", b1.addr));
+    let c = Client::new("127.0.0.1:0");
+    let v = victim.addr;
+    // The client claims, in its own Via, that responses go to the victim.
+    let inv = c
+        .request("INVITE", "sip:bob@example.com", "f1", "f1", "")
+        .replace(
+            ";rport\r\n",
+            &format!(";received={};rport={}\r\n", v.ip(), v.port()),
+        );
+    let r = c
+        .transact(lb.addr(), &inv)
+        .expect("the 200 comes back to the real client");
+    assert_eq!(code(&r), 200, "{r}");
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(victim.received(), 0, "reflected to the victim");
+}
+
+#[test]
+fn forged_and_edited_responses_are_dropped() {
+    let victim = Victim::start();
+    // A backend we drive by hand, so we hold the forwarded INVITE.
+    let backend = UdpSocket::bind("127.0.0.1:0").unwrap();
+    backend
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let admin = free_tcp_port();
+    let lb = lb(admin, &format!("1 sip:{}\n", backend.local_addr().unwrap()));
+    let c = Client::new("127.0.0.1:0");
+    let v = victim.addr;
+    // 1. A response in our branch format, from nowhere, whose second Via is the victim.
+    let forged = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-sd-0123456789abcdef0123456789abcdef\r\nVia: SIP/2.0/UDP {v};branch=z9hG4bK-x;rport={};received={}\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: forged\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        lb.addr(),
+        v.port(),
+        v.ip()
+    );
+    backend.send_to(forged.as_bytes(), lb.addr()).unwrap();
+    // 2. A real request; its real response replayed with the second Via edited to the victim.
+    let inv = c.request("INVITE", "sip:bob@example.com", "e1", "e1", "");
+    c.sock.send_to(inv.as_bytes(), lb.addr()).unwrap();
+    let mut buf = [0u8; 65536];
+    let (n, from) = backend
+        .recv_from(&mut buf)
+        .expect("the INVITE reaches the backend");
+    let fwd = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let mut resp = String::from("SIP/2.0 200 OK\r\n");
+    for l in fwd.split("\r\n") {
+        let name = l.split(':').next().unwrap_or("");
+        if ["Via", "From", "Call-ID", "CSeq"].contains(&name) {
+            resp.push_str(l);
+            resp.push_str("\r\n");
+        } else if name == "To" {
+            resp.push_str(&format!("{l};tag=gw\r\n"));
+        }
+    }
+    resp.push_str("Content-Length: 0\r\n\r\n");
+    let client_ip = c.addr.ip().to_string();
+    let edited = resp
+        .replace(
+            &format!("received={client_ip}"),
+            &format!("received={}", v.ip()),
+        )
+        .replace(
+            &format!("rport={}", c.addr.port()),
+            &format!("rport={}", v.port()),
+        );
+    assert_ne!(edited, resp, "the Via was edited: {resp}");
+    backend.send_to(edited.as_bytes(), from).unwrap();
+    // 3. The untouched response still reaches the real client.
+    backend.send_to(resp.as_bytes(), from).unwrap();
+    let r = c
+        .final_response(Duration::from_secs(2))
+        .expect("the real response");
+    assert_eq!(code(&r), 200);
+    let forged_count = metric_until(admin, "sipdisp_drops_total{reason=\"forged_via\"}", 2.0);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(victim.received(), 0, "the victim received a response");
+    assert_eq!(forged_count, 2.0);
+}
+
+#[test]
+fn sips_is_never_forwarded_over_udp() {
+    let b1 = Responder::start("127.0.0.1:0");
+    let admin = free_tcp_port();
+    let lb = lb(admin, &format!("1 sip:{}\n", b1.addr));
+    let c = Client::new("127.0.0.1:0");
+    let m = c.request("INVITE", "sips:bob@example.com", "s1", "s1", "");
+    let r = c.transact(lb.addr(), &m).expect("an answer");
+    assert_eq!(code(&r), 416, "{r}");
+    assert!(r.contains("SIPS Needs TLS"), "{r}");
+    thread::sleep(Duration::from_millis(200));
+    assert!(b1.calls().is_empty(), "forwarded: {:?}", b1.calls());
+    assert_eq!(metric_until(admin, "sipdisp_sips_refused_total", 1.0), 1.0);
+}
