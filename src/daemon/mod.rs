@@ -78,6 +78,11 @@ pub enum DaemonError {
         /// The error.
         source: std::io::Error,
     },
+    /// Another sipdisp already serves this listen address.
+    #[error(
+        "listen address {0} is already served by another sipdisp on this host (network namespace); stop it first, or listen elsewhere"
+    )]
+    AddressInUse(crate::config::Listen),
     /// A listen address is unspecified (0.0.0.0 / ::) and nothing to advertise was given.
     #[error("listen address {0} is unspecified: set [server] advertise to the address peers reach")]
     NoAdvertise(SocketAddr),
@@ -98,6 +103,8 @@ pub struct Running {
     shared: Arc<Shared>,
     control: Arc<Control>,
     _admin: Option<crate::admin::AdminServer>,
+    /// The claims on our SIP addresses (released when the daemon ends).
+    _owners: Vec<std::os::unix::net::UnixDatagram>,
 }
 
 impl Running {
@@ -148,6 +155,12 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         netio::select(settings.datapath).map_err(|e| DaemonError::Datapath(e.to_string()))?;
     if let Some(why) = &fallback {
         eprintln!("sipdisp: {why}");
+    }
+    // One owner per SIP address: SO_REUSEPORT would let a second sipdisp join the first's
+    // group silently and take a share of its traffic.
+    let mut owners = Vec::with_capacity(listen.len());
+    for l in settings.listen.iter().filter(|l| l.addr.port() != 0) {
+        owners.push(own(l)?);
     }
     let first = netio::open(backend, &listen, &settings.net)
         .map_err(|e| DaemonError::Datapath(format!("{}: {e}", backend.as_str())))?;
@@ -253,6 +266,25 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         shared,
         control,
         _admin: admin,
+        _owners: owners,
+    })
+}
+
+/// Claims `l` for this process: a Unix datagram socket bound to an abstract name derived from
+/// the address (Linux: per network namespace, like the UDP port, and released by the kernel
+/// however the process ends — no file to clean up). A second sipdisp on the same address finds
+/// the name taken.
+fn own(l: &crate::config::Listen) -> Result<std::os::unix::net::UnixDatagram, DaemonError> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("sipdisp:{}:{}", l.proto, l.addr);
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .map_err(|e| DaemonError::Datapath(format!("claiming {l}: {e}")))?;
+    std::os::unix::net::UnixDatagram::bind_addr(&addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            DaemonError::AddressInUse(*l)
+        } else {
+            DaemonError::Datapath(format!("claiming {l}: {e}"))
+        }
     })
 }
 

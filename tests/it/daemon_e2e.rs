@@ -293,3 +293,36 @@ fn check_command_reports_errors_with_lines() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn a_second_instance_on_the_same_address_refuses_to_start() {
+    let port = free_udp_port();
+    let list = "1 sip:127.0.0.1:5999\n";
+    let cfg = config("auto", &format!("\"127.0.0.1:{port}\""), "");
+    let first = Sipdisp::start(&cfg, list);
+    let dir = TempDir::new("second");
+    let list_path = dir.write("dispatcher.list", list);
+    let cfg_path = dir.write(
+        "sipdisp.toml",
+        &cfg.replace("LIST", &list_path.display().to_string()),
+    );
+    let out = std::process::Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_sipdisp"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a second sipdisp");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "listen address udp:127.0.0.1:{port} is already served by another sipdisp"
+        )),
+        "{err}"
+    );
+    // The first one still runs and stops cleanly.
+    let (stopped_ok, log) = first.stop();
+    assert!(stopped_ok, "{log:?}");
+}
