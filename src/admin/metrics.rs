@@ -195,6 +195,20 @@ fn process(reg: &mut Registry, shared: &Shared, health: &Health) {
         "Requests refused (403) because their Route or in-dialog Request-URI names no destination and nothing in allowed_next_hops",
         forbidden,
     );
+    let pike = Counter::<u64>::default();
+    pike.inc_by(c.pike_blocked);
+    reg.register(
+        "pike_blocked_requests",
+        "Requests refused by flood control ([pike]): dropped, or answered 503",
+        pike,
+    );
+    let hot = Gauge::<i64>::default();
+    hot.set(c.pike_blocked_sources as i64);
+    reg.register(
+        "pike_blocked_sources",
+        "Source addresses over their [pike] rate (summed over workers, as last published)",
+        hot,
+    );
     let sips = Counter::<u64>::default();
     sips.inc_by(c.sips_refused);
     reg.register(

@@ -121,6 +121,7 @@ pub const METHODS: &[(&str, Method)] = &[
     ("dispatcher.add", add),
     ("dispatcher.remove", remove),
     ("dispatcher.hash", hash),
+    ("pike.top", pike_top),
     ("core.version", version),
     ("core.uptime", uptime),
     ("system.listMethods", list_methods),
@@ -508,6 +509,28 @@ fn hash(_: &dyn Commands, p: &Params<'_>) -> Result<String, Fault> {
         0
     };
     json(&HashOut { hashid: h, slot })
+}
+
+#[derive(Serialize)]
+struct PikeOut {
+    ip_addr: String,
+    status: &'static str,
+}
+
+/// `pike.top`: the sources flood control is blocking (as last published by the workers,
+/// at most 32 per worker). Empty when `[pike]` is off.
+fn pike_top(ctl: &dyn Commands, _: &Params<'_>) -> Result<String, Fault> {
+    let mut ips = ctl.shared().counters().pike_top;
+    ips.sort();
+    ips.dedup();
+    json(
+        &ips.iter()
+            .map(|ip| PikeOut {
+                ip_addr: ip.to_string(),
+                status: "HOT",
+            })
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn version(_: &dyn Commands, _: &Params<'_>) -> Result<String, Fault> {

@@ -20,6 +20,7 @@ use toml::de::{DeTable, DeValue};
 mod check;
 mod dispatcher;
 mod error;
+mod pike;
 mod read;
 mod route;
 mod server;
@@ -62,9 +63,11 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// `[tm]`: transaction timers and table size (routes with `failover`).
     pub tm: tm::Tm,
+    /// `[pike]`: flood control per source (`None`: off).
+    pub pike: Option<crate::proxy::pike::PikeConfig>,
 }
 
-const TOP_KEYS: &[&str] = &["server", "admin", "dispatcher", "route", "tm"];
+const TOP_KEYS: &[&str] = &["server", "admin", "dispatcher", "route", "tm", "pike"];
 
 fn no_special(_: &str) -> Option<String> {
     None
@@ -145,6 +148,10 @@ impl Config {
                 .unwrap_or_default(),
             None => tm::Tm::default(),
         };
+        let pike = top.get("pike").and_then(|v| {
+            ctx.table("pike".into(), v, pike::PIKE_KEYS, &no_special)
+                .and_then(|t| pike::read_pike(&mut ctx, &t))
+        });
 
         if ctx.errors.is_empty() {
             Ok(Config {
@@ -154,6 +161,7 @@ impl Config {
                 dispatcher,
                 routes,
                 tm,
+                pike,
             })
         } else {
             let mut errors = ctx.errors;

@@ -245,7 +245,7 @@ const ERROR_CASES: &[(&str, &str, &[&str])] = &[
         "unknown top-level key",
         "[server]\nworkers = 1\n[sever]\n",
         &[
-            "sipdisp.toml:3:2: sever: unknown key (expected one of: server, admin, dispatcher, route, tm)",
+            "sipdisp.toml:3:2: sever: unknown key (expected one of: server, admin, dispatcher, route, tm, pike)",
         ],
     ),
     (

@@ -90,6 +90,7 @@ impl Config {
                 .as_ref()
                 .map(|t| t.compiled.clone()),
             allowed_next_hops: self.server.allowed_next_hops.clone(),
+            pike: self.pike,
             via_key: self
                 .server
                 .via_secret

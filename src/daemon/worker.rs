@@ -72,7 +72,7 @@ impl netio::Handler for Loop {
                 .tick(now, &self.plane, active, &mut OutboxSink(out));
         }
         if self.next_publish.is_none_or(|t| now >= t) {
-            self.shared.publish(self.n, self.worker.counters());
+            self.shared.publish(self.n, self.worker.counters_at(now));
             self.next_publish = Some(now + PUBLISH_EVERY);
         }
     }

@@ -23,6 +23,7 @@ pub mod branch;
 pub mod decide;
 pub mod edits;
 pub mod keys;
+pub mod pike;
 mod recent;
 pub mod reply;
 pub mod route;
@@ -191,6 +192,8 @@ pub struct ProxyConfig {
     pub routes: RouteTable,
     /// Algorithm 7's `hash_pvar` template, if configured.
     pub hash_template: Option<Template>,
+    /// `[pike]`: flood control per source address (`None`: off).
+    pub pike: Option<pike::PikeConfig>,
     /// `[server] allowed_next_hops`: networks a Route-following or in-dialog request may be
     /// sent to besides the destinations (empty: destinations only).
     pub allowed_next_hops: Vec<Network>,

@@ -48,6 +48,7 @@ fn config(routes: RouteTable) -> Arc<ProxyConfig> {
         max_forwards: 70,
         routes,
         hash_template: Template::parse("$fU").ok(),
+        pike: None,
         allowed_next_hops: Vec::new(),
         via_key: crate::proxy::branch::ViaKey([7; 16]),
         timers: Default::default(),

@@ -33,6 +33,8 @@ pub enum DropReason {
     /// A response to a stateful branch whose transaction is over (it is not relayed on the
     /// strength of its Via alone).
     StaleTransaction,
+    /// A request from a source over its `[pike]` rate (flood control), dropped.
+    Flood,
     /// A request to a next hop no configuration allows (a Route or Request-URI that is not a
     /// destination nor in `allowed_next_hops`): answered 403 when it can be.
     Forbidden,
@@ -40,7 +42,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of distinct labels ([`DropReason::label`]).
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     /// A stable label for metrics.
     pub fn label(self) -> &'static str {
@@ -55,6 +57,7 @@ impl DropReason {
             DropReason::ForgedVia => "forged_via",
             DropReason::StaleTransaction => "stale_transaction",
             DropReason::Forbidden => "forbidden_next_hop",
+            DropReason::Flood => "flood",
         }
     }
 
@@ -70,6 +73,7 @@ impl DropReason {
             DropReason::ForgedVia => 7,
             DropReason::StaleTransaction => 8,
             DropReason::Forbidden => 9,
+            DropReason::Flood => 10,
         }
     }
 
@@ -86,6 +90,7 @@ impl DropReason {
             "forged_via",
             "stale_transaction",
             "forbidden_next_hop",
+            "flood",
         ][i]
     }
 }
@@ -259,6 +264,12 @@ pub struct Counters {
     pub forbidden_next_hop: u64,
     /// Requests for a `sips:` Request-URI refused (no TLS to keep it secure, RFC 3261 §26.2).
     pub sips_refused: u64,
+    /// Requests refused by flood control (`[pike]`: dropped, or answered 503).
+    pub pike_blocked: u64,
+    /// Sources over their `[pike]` rate when last published (a gauge, per worker).
+    pub pike_blocked_sources: u64,
+    /// Some of those sources (at most 32 per worker), for `pike.top`.
+    pub pike_top: Vec<std::net::IpAddr>,
     /// Algorithm-10 calls removed by the expiry timer (`ds_hash_expire` /
     /// `ds_hash_initexpire`).
     pub calls_expired: u64,

@@ -29,12 +29,15 @@ pub struct Worker {
     call_expiry: Option<Instant>,
     /// The transaction table, when a route has `failover`.
     txn: Option<Txn>,
+    /// Flood control, when `[pike]` is on.
+    pike: Option<super::pike::Pike>,
 }
 
 impl Worker {
     /// A worker for `cfg`; `seed` seeds algorithm 6's generator (give each worker its own).
     pub fn new(cfg: Arc<ProxyConfig>, seed: u64) -> Worker {
         let routes = cfg.routes.routes.len();
+        let pike = cfg_pike(&cfg);
         Worker {
             headers: Headers::new(),
             cfg,
@@ -46,6 +49,7 @@ impl Worker {
             },
             call_expiry: None,
             txn: None,
+            pike,
         }
     }
 
@@ -59,6 +63,16 @@ impl Worker {
 
     /// The counters so far.
     pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The counters with the flood-control view refreshed at `now` (for publication, once a
+    /// second: it allocates a short list of blocked sources).
+    pub fn counters_at(&mut self, now: Instant) -> &Counters {
+        if let Some(p) = &self.pike {
+            self.counters.pike_blocked_sources = p.blocked_count(now) as u64;
+            self.counters.pike_top = p.blocked(now, 32);
+        }
         &self.counters
     }
 
@@ -119,6 +133,20 @@ impl Worker {
                         .response()
                         .map_or(0, |s| usize::from(s.code / 100).min(6))),
                 };
+                if kind.is_ok()
+                    && let Some(p) = &mut self.pike
+                    && !exempt(&self.cfg, plane, pkt.flow.remote)
+                    && p.check(pkt.flow.remote.ip(), now) == super::pike::Check::Blocked
+                {
+                    self.counters.pike_blocked += 1;
+                    let v = if p.replies() {
+                        flood_reply(&msg, pkt, &mut self.reply[..], sink)
+                    } else {
+                        Verdict::Dropped(DropReason::Flood)
+                    };
+                    self.counters.count(&v, Some(kind));
+                    return v;
+                }
                 if kind.is_ok()
                     && let Some(t) = &mut self.txn
                     && let Some(v) =
@@ -227,5 +255,42 @@ fn call_load(plane: &Plane, msg: &sipdisp_parser::Message<'_>, v: &Verdict) {
             }
         }
         _ => {}
+    }
+}
+
+fn cfg_pike(cfg: &ProxyConfig) -> Option<super::pike::Pike> {
+    cfg.pike.map(super::pike::Pike::new)
+}
+
+/// Backends and `allowed_next_hops` are never flood-limited.
+fn exempt(cfg: &ProxyConfig, plane: &Plane, source: std::net::SocketAddr) -> bool {
+    plane.is_destination(source)
+        || cfg
+            .allowed_next_hops
+            .iter()
+            .any(|n| n.contains(source.ip()))
+}
+
+/// `503` + `Retry-After` to a flood-limited request (`[pike] action = "503"`).
+fn flood_reply(
+    msg: &sipdisp_parser::Message<'_>,
+    pkt: &Inbound<'_>,
+    buf: &mut [u8],
+    sink: &mut impl Sink,
+) -> Verdict {
+    if msg.request().is_some_and(|r| r.method == b"ACK") {
+        return Verdict::Dropped(DropReason::Flood);
+    }
+    let extra: &[&[u8]] = &[b"Retry-After: 10\r\n"];
+    let Some(n) = super::reply::build(msg, 503, "Service Unavailable", extra, buf) else {
+        return Verdict::Dropped(DropReason::Flood);
+    };
+    let flow = crate::netio::Flow {
+        remote: super::reply::reply_destination(msg, pkt.flow.remote),
+        ..pkt.flow
+    };
+    match sink.send(&flow, &[&buf[..n]]) {
+        Ok(()) => Verdict::Replied(503),
+        Err(e) => Verdict::Dropped(DropReason::SendFailed(e)),
     }
 }

@@ -227,3 +227,72 @@ fn sips_is_never_forwarded_over_udp() {
     assert!(b1.calls().is_empty(), "forwarded: {:?}", b1.calls());
     assert_eq!(metric_until(admin, "sipdisp_sips_refused_total", 1.0), 1.0);
 }
+
+#[test]
+fn a_flooding_source_is_blocked_while_others_are_served() {
+    let backend = Responder::start("127.0.0.1:0");
+    let admin = free_tcp_port();
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[dispatcher]\nlist_file = \"LIST\"\n\n[pike]\nenabled = true\nreqs_density_per_unit = 20\nsampling_time_unit = 2\nmax_sources = 64\n\n[[route]]\nselect = \"1=4\"\n"
+    );
+    let lb = Sipdisp::start(&cfg, &format!("1 sip:{}\n", backend.addr));
+    // One source floods: 400 OPTIONS as fast as it can (bounded).
+    let flooder = Client::new("127.0.0.1:0");
+    for i in 0..400 {
+        let m = flooder.request(
+            "OPTIONS",
+            "sip:x@example.com",
+            &format!("fl{i}"),
+            &format!("fl{i}"),
+            "",
+        );
+        flooder.sock.send_to(m.as_bytes(), lb.addr()).unwrap();
+    }
+    // 300 other sources, one request each (distinct loopback addresses: a spoofed-source
+    // flood as far as the table is concerned), and one legitimate client asking 5 times.
+    for i in 0..300u32 {
+        let ip = format!("127.1.{}.{}", i / 250, 1 + i % 250);
+        if let Ok(s) = UdpSocket::bind(format!("{ip}:0")) {
+            let me = s.local_addr().unwrap();
+            let m = format!(
+                "OPTIONS sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-sp{i};rport\r\nMax-Forwards: 70\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:x@example.com>\r\nCall-ID: sp{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = s.send_to(m.as_bytes(), lb.addr());
+        }
+    }
+    let legit = Client::new("127.0.0.2:0");
+    let mut answered = 0;
+    for i in 0..5 {
+        let m = legit.request(
+            "OPTIONS",
+            "sip:x@example.com",
+            &format!("ok{i}"),
+            &format!("ok{i}"),
+            "",
+        );
+        if legit
+            .transact(lb.addr(), &m)
+            .is_some_and(|r| code(&r) == 200)
+        {
+            answered += 1;
+        }
+    }
+    let blocked = metric_until(admin, "sipdisp_pike_blocked_requests_total", 300.0);
+    let addr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let (_, top) = crate::control_e2e::rpc(addr, "pike.top", serde_json::json!([]));
+    let flooded = backend
+        .calls()
+        .iter()
+        .filter(|(_, cid)| cid.starts_with("fl"))
+        .count();
+    drop(lb);
+    assert_eq!(answered, 5, "the legitimate client is served");
+    assert!(blocked >= 300.0, "the flood was blocked: {blocked}");
+    assert!(flooded <= 60, "{flooded} of the flood reached the backend");
+    assert!(
+        top["result"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["ip_addr"] == "127.0.0.1")),
+        "pike.top names the flooder: {top}"
+    );
+}
