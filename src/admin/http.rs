@@ -3,22 +3,52 @@
 //! Why by hand: the control plane serves a handful of small requests per second to local
 //! tooling (Prometheus, `sipdisp ctl`, scripts); a general HTTP stack (and its async runtime)
 //! would dwarf the rest of the daemon's dependencies. What it does: one thread accepts
-//! connections, reads one request each (request line and headers ≤ 16 KiB, body ≤
-//! [`MAX_BODY`] bytes given by `Content-Length`, 5 s read timeout), checks the bearer token when
-//! one is configured, calls the matching [`Route`], writes the response and closes. Malformed
-//! requests get 400, oversized ones 413, unknown paths 404, wrong methods 405, a missing or
-//! wrong token 401 — never a panic.
+//! connections and hands each to a short-lived thread of its own (at most
+//! [`MAX_CONNECTIONS`] at once; beyond, `503` at once), which reads one request (request line
+//! and headers ≤ 16 KiB, body ≤ [`MAX_BODY`] bytes given by exactly one `Content-Length`, the
+//! whole request within [`REQUEST_DEADLINE`] however slowly it drips), checks the bearer token
+//! when one is configured, calls the matching [`Route`], writes the response and closes. Idle
+//! or dripping clients therefore hold one small thread each for a few seconds and never stall
+//! `/metrics` or `/RPC` for others. Malformed requests get 400, oversized ones 413, unknown
+//! paths 404, wrong methods 405, a missing or wrong token 401 — never a panic.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest request body accepted (413 above).
 pub const MAX_BODY: usize = 1 << 20;
 const MAX_HEAD: usize = 16 * 1024;
+
+/// Connections served at once; beyond, a new one gets `503` and is closed.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// The time a client has to send its whole request (head and body).
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Stack of a connection thread (it parses one small request and formats one response).
+const CONNECTION_STACK: usize = 256 * 1024;
+
+/// A reader that fails once `until` has passed, however the bytes trickle in: each read waits
+/// at most the time left.
+struct Deadline<'a> {
+    stream: &'a TcpStream,
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "request deadline"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        (&*self.stream).read(buf)
+    }
+}
 
 /// One parsed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +114,7 @@ pub struct Route {
     pub method: &'static str,
     /// Exact path (`/metrics`).
     pub path: &'static str,
-    /// The handler; runs on the admin thread.
+    /// The handler; runs on the connection's thread (several may run at once).
     pub handler: Box<dyn Fn(&Request) -> Response + Send + Sync>,
 }
 
@@ -109,14 +139,16 @@ impl AdminServer {
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
+        let shared = Arc::new((token, routes));
+        let open = Arc::new(AtomicUsize::new(0));
         let thread = thread::Builder::new()
             .name("sipdisp-admin".into())
             .spawn(move || {
                 while !stop2.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((stream, peer)) => serve(stream, peer, token.as_deref(), &routes),
+                        Ok((stream, peer)) => dispatch(stream, peer, &shared, &open),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            thread::sleep(Duration::from_millis(20))
+                            thread::sleep(Duration::from_millis(5))
                         }
                         Err(_) => thread::sleep(Duration::from_millis(20)),
                     }
@@ -172,6 +204,32 @@ fn write_response(stream: &mut TcpStream, r: &Response) {
     let _ = stream.flush();
 }
 
+/// Serves one connection on a thread of its own, unless [`MAX_CONNECTIONS`] are open.
+fn dispatch(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<(Option<String>, Vec<Route>)>,
+    open: &Arc<AtomicUsize>,
+) {
+    let _ = stream.set_nonblocking(false);
+    if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+        open.fetch_sub(1, Ordering::AcqRel);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        return write_response(&mut stream, &Response::text(503, "too many connections\n"));
+    }
+    let (shared, open2) = (Arc::clone(shared), Arc::clone(open));
+    let spawned = thread::Builder::new()
+        .name("sipdisp-admin-c".into())
+        .stack_size(CONNECTION_STACK)
+        .spawn(move || {
+            serve(stream, peer, shared.0.as_deref(), &shared.1);
+            open2.fetch_sub(1, Ordering::AcqRel);
+        });
+    if spawned.is_err() {
+        open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Why a request could not be read.
 enum ReadError {
     Bad(&'static str),
@@ -180,7 +238,11 @@ enum ReadError {
 }
 
 fn read_request(stream: &TcpStream, peer: SocketAddr) -> Result<Request, ReadError> {
-    let mut reader = BufReader::new(stream.take((MAX_HEAD + MAX_BODY + 1) as u64));
+    let deadline = Deadline {
+        stream,
+        until: Instant::now() + REQUEST_DEADLINE,
+    };
+    let mut reader = BufReader::new(deadline.take((MAX_HEAD + MAX_BODY + 1) as u64));
     let mut head_len = 0usize;
     let mut line = String::new();
     let mut read_line = |line: &mut String| -> Result<(), ReadError> {
@@ -223,11 +285,14 @@ fn read_request(stream: &TcpStream, peer: SocketAddr) -> Result<Request, ReadErr
             .ok_or(ReadError::Bad("malformed header line"))?;
         headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
     }
-    let len = match headers.iter().find(|(n, _)| n == "content-length") {
-        Some((_, v)) => v
+    let mut lengths = headers.iter().filter(|(n, _)| n == "content-length");
+    let len = match (lengths.next(), lengths.next()) {
+        (Some((_, v)), None) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v
             .parse::<usize>()
             .map_err(|_| ReadError::Bad("bad Content-Length"))?,
-        None => 0,
+        (None, _) => 0,
+        (Some(_), Some(_)) => return Err(ReadError::Bad("more than one Content-Length")),
+        _ => return Err(ReadError::Bad("bad Content-Length")),
     };
     if headers.iter().any(|(n, _)| n == "transfer-encoding") {
         return Err(ReadError::Bad(
@@ -252,8 +317,6 @@ fn read_request(stream: &TcpStream, peer: SocketAddr) -> Result<Request, ReadErr
 }
 
 fn serve(mut stream: TcpStream, peer: SocketAddr, token: Option<&str>, routes: &[Route]) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let req = match read_request(&stream, peer) {
         Ok(r) => r,
@@ -266,10 +329,12 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, token: Option<&str>, routes: &
         Err(ReadError::Io) => return,
     };
     if let Some(t) = token {
+        // RFC 7235: the scheme name is case-insensitive.
         let ok = req
             .header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|v| constant_time_eq(v.trim().as_bytes(), t.as_bytes()));
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .is_some_and(|(_, v)| constant_time_eq(v.trim().as_bytes(), t.as_bytes()));
         if !ok {
             return write_response(
                 &mut stream,

@@ -296,3 +296,75 @@ fn a_flooding_source_is_blocked_while_others_are_served() {
         "pike.top names the flooder: {top}"
     );
 }
+
+#[test]
+fn idle_and_dripping_admin_clients_stall_no_one() {
+    use std::io::{Read, Write};
+    let b1 = Responder::start("127.0.0.1:0");
+    let admin = free_tcp_port();
+    let lb = lb(admin, &format!("1 sip:{}\n", b1.addr));
+    let addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+    // 500 connections that say nothing, 50 that drip a request one byte at a time.
+    let idle: Vec<std::net::TcpStream> = (0..500)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let drippers: Vec<_> = (0..50)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+                    return;
+                };
+                let end = Instant::now() + Duration::from_secs(8);
+                for b in b"GET /metrics HTTP/1.1\r\nHost: x\r\n".iter().cycle() {
+                    if stop.load(Ordering::Relaxed)
+                        || Instant::now() > end
+                        || s.write_all(&[*b]).is_err()
+                    {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(300));
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let (st, body) = http(addr, "GET", "/metrics").expect("/metrics answers");
+        worst = worst.max(t0.elapsed());
+        assert_eq!(st, 200);
+        assert!(body.contains("sipdisp_uptime_seconds"));
+        let t0 = Instant::now();
+        let (st, v) = crate::control_e2e::rpc(addr, "dispatcher.list", serde_json::json!([]));
+        worst = worst.max(t0.elapsed());
+        assert_eq!(st, 200, "{v}");
+    }
+    println!("slowest answer with 500 idle and 50 dripping connections: {worst:?}");
+    // Garbage and oversized requests get 4xx.
+    let raw = |bytes: &[u8]| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(7))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    assert!(raw(b"\x00\x01garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
+    let mut big = b"POST /RPC HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n".to_vec();
+    big.extend_from_slice(b"{}");
+    assert!(raw(&big).starts_with("HTTP/1.1 413"));
+    assert!(
+        raw(b"POST /RPC HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}")
+            .starts_with("HTTP/1.1 400")
+    );
+    stop.store(true, Ordering::Relaxed);
+    for d in drippers {
+        let _ = d.join();
+    }
+    drop(idle);
+    drop(lb);
+    assert!(worst < Duration::from_secs(1), "an answer took {worst:?}");
+}
