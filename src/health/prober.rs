@@ -206,7 +206,13 @@ impl Prober {
         let old: Vec<super::Labels> = self.entries.drain(..).map(|e| e.labels).collect();
         let total: usize = plane.snapshot.sets().iter().map(|s| s.len()).sum();
         let interval = self.knobs.interval.unwrap_or(Duration::ZERO);
-        for (set_pos, set) in plane.snapshot.sets().iter().enumerate() {
+        // Probing off (no ds_ping_interval): no table, no per-destination probe series.
+        let sets = if self.knobs.interval.is_some() {
+            plane.snapshot.sets()
+        } else {
+            &[]
+        };
+        for (set_pos, set) in sets.iter().enumerate() {
             for (idx, d) in set.destinations().iter().enumerate() {
                 let k = self.entries.len() as u32;
                 let hop = d
@@ -244,9 +250,12 @@ impl Prober {
                 });
             }
         }
-        for l in old {
-            if !self.entries.iter().any(|e| e.labels == l) {
-                self.metrics.unregister(&l);
+        // O(n): a reload of 10,000 destinations must not stall the worker that ticks.
+        let kept: std::collections::HashSet<&super::Labels> =
+            self.entries.iter().map(|e| &e.labels).collect();
+        for l in &old {
+            if !kept.contains(l) {
+                self.metrics.unregister(l);
             }
         }
         self.plane = Some(Arc::clone(plane));
