@@ -357,15 +357,24 @@ fn loose_route<'a>(
     let mut routes = msg.routes();
     // `checked`: the next hop must be allowed; a dialog that came through us (our Route, no
     // other) goes to its Request-URI, as Kamailio's loose_route() + t_relay().
+    // RFC 3261 §16.6 step 6: a next hop without `lr` is a strict router, which would need the
+    // Request-URI moved into the Route set; sipdisp refuses that rather than mangle the route.
+    let strict = |uri: &sipdisp_parser::Uri<'_>| uri.param(b"lr").is_none();
     let (hop, checked) = match routes.next() {
         Some(Ok(first)) if cfg.is_ours(first.uri.host, first.uri.port) => {
             c.remove_route = true;
             match routes.next() {
+                Some(Ok(next)) if strict(&next.uri) => {
+                    return Some(reply(cfg, msg, pkt, 400, "Strict Routing Not Supported"));
+                }
                 Some(Ok(next)) => (ip_port(next.uri.host, next.uri.port), true),
                 Some(Err(_)) => return Some(reply(cfg, msg, pkt, 400, "Malformed Route")),
                 None if c.in_dialog => (ip_port(c.ruri.host, c.ruri.port), false),
                 None => return None,
             }
+        }
+        Some(Ok(first)) if strict(&first.uri) => {
+            return Some(reply(cfg, msg, pkt, 400, "Strict Routing Not Supported"));
         }
         Some(Ok(first)) => (ip_port(first.uri.host, first.uri.port), true),
         Some(Err(_)) => return Some(reply(cfg, msg, pkt, 400, "Malformed Route")),

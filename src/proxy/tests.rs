@@ -653,3 +653,37 @@ fn call_load_expiry_is_a_timer_driven_by_injected_time() {
     assert_eq!(w.poll_timeout(), Some(t0 + 2 * every));
     assert_eq!(out.sent.len(), 1, "the timer sent nothing");
 }
+
+#[test]
+fn strict_routes_are_refused_and_unknown_next_hops_forbidden() {
+    let p = plane(LIST, DispatchParams::default());
+    let mut w = Worker::new(config(select("1=0", Target::Dst)), 1);
+    let mut out = Collect::default();
+    let reply_of =
+        |out: &Collect| String::from_utf8_lossy(&out.sent.last().unwrap().2).into_owned();
+    // A strict router next (no lr), after ours or first.
+    for route in [
+        "Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5071>\r\n",
+        "Route: <sip:127.0.0.1:5071>\r\n",
+    ] {
+        let v = run(&mut w, &p, &invite("sr", "z9hG4bK-sr", route), &mut out);
+        assert_eq!(v, Verdict::Replied(400), "{route}");
+        assert!(reply_of(&out).starts_with("SIP/2.0 400 Strict Routing Not Supported"));
+    }
+    // A loose Route to a destination is followed; to anything else, 403.
+    let v = run(
+        &mut w,
+        &p,
+        &invite("lr", "z9hG4bK-lr", "Route: <sip:127.0.0.1:5071;lr>\r\n"),
+        &mut out,
+    );
+    assert_eq!(v, Verdict::Routed);
+    let v = run(
+        &mut w,
+        &p,
+        &invite("fb", "z9hG4bK-fb", "Route: <sip:192.0.2.99;lr>\r\n"),
+        &mut out,
+    );
+    assert_eq!(v, Verdict::Replied(403));
+    assert_eq!(w.counters().forbidden_next_hop, 1);
+}
