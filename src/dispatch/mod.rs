@@ -8,7 +8,8 @@
 //! the behaviour copied.
 //!
 //! * [`hash`]: the hash `H(x, y)`, bit-exact.
-//! * [`list`], [`attrs`], [`uri`]: the list file format and its checks.
+//! * [`list`], [`attrs`], [`uri`]: the list file format and its checks (URIs through the
+//!   parser crate's parser, with Kamailio's list-file rules on top).
 //! * [`snapshot`], [`avl`]: immutable sets in Kamailio order, lock-free runtime state beside.
 //! * [`select`], [`routes`]: algorithms 0–13, failover list, `ds_select_routes` rules.
 //! * [`state`], [`runtime`]: state bits, threshold machine, marks, `set_state`, latency and

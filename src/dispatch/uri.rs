@@ -1,13 +1,13 @@
-//! A minimal URI check for destination-list entries (reference §2.3).
+//! Destination URIs of the list file (reference §2.3), parsed by the one SIP URI parser of
+//! the project (`sipdisp_parser::Uri`) with Kamailio's list-file rules on top.
 //!
-//! Dispatch must know whether a list entry is a URI and where its host and port are, but it
-//! never parses SIP messages, so it does not depend on the `sipdisp-parser` crate (whose full
-//! RFC 3261 URI parser serves the proxy). This checker accepts what Kamailio's core parser
-//! accepts for ordinary destinations: scheme `sip`, `sips`, `tel` or `urn` (case-insensitive),
-//! for `sip`/`sips` an optional `user[:password]@`, a non-empty host (a name, an IPv4 address or
-//! an IPv6 literal in brackets) of at most 254 bytes, an optional decimal port, then parameters
-//! and headers which are kept but not interpreted (except `transport`).
-//! It deliberately does not validate every character class of RFC 3261.
+//! Dispatch must know whether a list entry is a URI and where its host and port are. The
+//! parser crate splits the URI; this module adds what Kamailio's loader accepts beyond and
+//! refuses beyond RFC 3261: the schemes `sip`, `sips`, `tel` and `urn` only (any case); a user
+//! part containing `@` (everything up to the last `@` of the user-host part, as Kamailio's core
+//! parser takes it); a host of at most 254 bytes; and errors that name what is wrong the way
+//! an operator reading a list line needs (no host, a bad IPv6 literal, the bad character, the
+//! port). Parameters and headers are kept but not interpreted (except `transport`).
 
 use std::ops::Range;
 
@@ -74,7 +74,12 @@ pub enum UriError {
     Port,
 }
 
-fn strip_scheme(b: &[u8]) -> Option<(Scheme, usize)> {
+fn host_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_')
+}
+
+/// The scheme of `b` and where the part after its colon starts.
+fn scheme_of(b: &[u8]) -> Option<(Scheme, usize)> {
     let colon = b.iter().position(|&c| c == b':')?;
     let s = match &b[..colon] {
         x if x.eq_ignore_ascii_case(b"sip") => Scheme::Sip,
@@ -86,14 +91,11 @@ fn strip_scheme(b: &[u8]) -> Option<(Scheme, usize)> {
     Some((s, colon + 1))
 }
 
-fn host_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_')
-}
-
 /// Checks a destination URI and locates its parts.
 pub fn check(b: &[u8]) -> Result<DestUri, UriError> {
-    let (scheme, start) = strip_scheme(b).ok_or(UriError::Scheme)?;
+    let (scheme, start) = scheme_of(b).ok_or(UriError::Scheme)?;
     if matches!(scheme, Scheme::Tel | Scheme::Urn) {
+        // tel: and urn: carry no host (Kamailio's parser); the rest is the user part.
         if start == b.len() {
             return Err(UriError::NoHost);
         }
@@ -105,67 +107,60 @@ pub fn check(b: &[u8]) -> Result<DestUri, UriError> {
             transport: None,
         });
     }
-    // The host part ends at the first ';', '?' (params/headers); user info ends at '@'.
+    // Kamailio takes the user part up to the *last* `@` before the parameters; the parser
+    // crate (RFC 3261) allows none inside it. Parse the host part on its own then.
     let end_hostport = b[start..]
         .iter()
         .position(|&c| c == b';' || c == b'?')
         .map_or(b.len(), |p| start + p);
-    let (user, host_start) = match b[start..end_hostport].iter().rposition(|&c| c == b'@') {
-        Some(at) => {
-            let ui = start..start + at;
-            let uend = b[ui.clone()]
-                .iter()
-                .position(|&c| c == b':')
-                .map_or(ui.end, |p| ui.start + p);
-            (Some(ui.start..uend), start + at + 1)
-        }
-        None => (None, start),
-    };
-    let hp = &b[host_start..end_hostport];
-    let (host_len, rest) = if hp.first() == Some(&b'[') {
-        let close = hp.iter().position(|&c| c == b']').ok_or(UriError::Ipv6)?;
-        if close < 3
-            || !hp[1..close]
-                .iter()
-                .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
-        {
-            return Err(UriError::Ipv6);
-        }
-        (close + 1, &hp[close + 1..])
-    } else {
-        let n = hp.iter().position(|&c| c == b':').unwrap_or(hp.len());
-        if let Some(&c) = hp[..n].iter().find(|&&c| !host_byte(c)) {
-            return Err(UriError::HostChar(c as char));
-        }
-        (n, &hp[n..])
-    };
-    if host_len == 0 {
-        return Err(UriError::NoHost);
-    }
-    if host_len > 254 {
+    let at = b[start..end_hostport].iter().rposition(|&c| c == b'@');
+    let user = at.map(|at| {
+        let ui = start..start + at;
+        let uend = b[ui.clone()]
+            .iter()
+            .position(|&c| c == b':')
+            .map_or(ui.end, |p| ui.start + p);
+        ui.start..uend
+    });
+    let host_start = at.map_or(start, |at| start + at + 1);
+    let mut tail = Vec::with_capacity(4 + b.len() - host_start);
+    tail.extend_from_slice(b"sip:");
+    tail.extend_from_slice(&b[host_start..]);
+    let parsed =
+        sipdisp_parser::Uri::parse(&tail).map_err(|e| explain(&b[host_start..end_hostport], e))?;
+    // `parsed.host` lies in `tail` at an offset that maps back to `b`.
+    let host_off = parsed.host.as_ptr() as usize - tail.as_ptr() as usize - 4 + host_start;
+    if parsed.host.len() > 254 {
         return Err(UriError::HostTooLong);
     }
-    let port = match rest {
-        [] => None,
-        [b':', digits @ ..] => Some(parse_port(digits).ok_or(UriError::Port)?),
-        _ => return Err(UriError::Port),
-    };
     Ok(DestUri {
         scheme,
         user,
-        host: host_start..host_start + host_len,
-        port,
+        host: host_off..host_off + parsed.host.len(),
+        port: parsed.port,
         transport: find_param(b, end_hostport, b"transport"),
     })
 }
 
-fn parse_port(d: &[u8]) -> Option<u16> {
-    if d.is_empty() || d.len() > 5 || !d.iter().all(u8::is_ascii_digit) {
-        return None;
+/// What is wrong with a host part the parser refused, as a list line's error says it.
+fn explain(hostport: &[u8], e: sipdisp_parser::UriError) -> UriError {
+    if matches!(e, sipdisp_parser::UriError::Port) {
+        return UriError::Port;
     }
-    d.iter()
-        .try_fold(0u32, |a, &c| Some(a * 10 + u32::from(c - b'0')))
-        .and_then(|v| u16::try_from(v).ok())
+    if hostport.first() == Some(&b'[') {
+        return UriError::Ipv6;
+    }
+    let host_end = hostport
+        .iter()
+        .position(|&c| c == b':')
+        .unwrap_or(hostport.len());
+    match hostport[..host_end].iter().find(|&&c| !host_byte(c)) {
+        _ if host_end == 0 => UriError::NoHost,
+        Some(&c) => UriError::HostChar(c as char),
+        None if host_end > 254 => UriError::HostTooLong,
+        None if host_end < hostport.len() => UriError::Port,
+        None => UriError::NoHost,
+    }
 }
 
 fn find_param(b: &[u8], from: usize, name: &[u8]) -> Option<Range<usize>> {
@@ -254,6 +249,9 @@ mod tests {
             ("sip:[::1", UriError::Ipv6),
             ("sip:h/x", UriError::HostChar('/')),
             ("tel:", UriError::NoHost),
+            ("sip:h{x", UriError::HostChar('{')),
+            ("sip:u@[::1]:99999", UriError::Port),
+            ("sip:u@", UriError::NoHost),
         ];
         for &(u, e) in cases {
             assert_eq!(check(u.as_bytes()), Err(e), "{u}");

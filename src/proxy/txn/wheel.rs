@@ -1,5 +1,5 @@
 //! A hashed timing wheel for transaction timers: O(1) to queue, O(1) amortised to take what is
-//! due, with a fixed resolution ([`super::table::GRANULE`]).
+//! due, with a fixed resolution (the table's `GRANULE`).
 //!
 //! A binary heap of every call's next deadline costs a cache-missing O(log n) sift per timer
 //! once hundreds of thousands of calls are in flight (6% of the stateful path's CPU at 20k
