@@ -24,6 +24,12 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# No module of src/ imports one that imports it back (the shared tool, when checked out
+# beside the repository as in CI).
+if [ -f ../shared/tools/circles.py ]; then
+  echo "== import circles"
+  python3 ../shared/tools/circles.py src
+fi
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -28,6 +28,7 @@ mod template;
 mod tm;
 mod to_proxy;
 pub use tm::Tm;
+pub use to_proxy::Settings;
 
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,21 @@
-//! What the proxy needs from a [`Config`]: its route table, template and sockets.
+//! The one configuration → run-time translation: [`Settings`] (everything the daemon needs)
+//! from a [`Config`], including the proxy's [`ProxyConfig`] (route table, template, listeners,
+//! timers, keys).
 //!
 //! The configuration keeps its own types (they carry names and lines for `check` and errors);
-//! this is the one place that translates them into the proxy's run-time types.
+//! this is the one place that turns them into run-time values. The daemon only adds what
+//! exists at run time: the bound addresses (port 0), through the same advertise rule
+//! ([`Listener::advertised`]).
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::dispatch::DispatchParams;
+use crate::netio::{DatapathChoice, NetConfig};
 use crate::proxy::{self, Condition, Listener, ProxyConfig, RouteTable, SourceSets, Target};
 
-use super::Config;
 use super::route::{Action, Route, SelectMode};
+use super::{Advertise, Config, Listen};
 
 fn bytes(s: &str) -> Box<[u8]> {
     s.as_bytes().into()
@@ -56,6 +65,43 @@ fn route(r: &Route) -> proxy::Route {
     }
 }
 
+/// Everything the daemon needs, already validated (built from the configuration file).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen addresses with their transport (port 0 = any free port).
+    pub listen: Vec<Listen>,
+    /// The host and port to advertise in Via / Record-Route instead of the bound address
+    /// (required for unspecified addresses).
+    pub advertise: Option<Advertise>,
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    /// Which datapath.
+    pub datapath: DatapathChoice,
+    /// How datagrams are spread over the workers.
+    pub spread: crate::netio::Spread,
+    /// Datapath sizing.
+    pub net: NetConfig,
+    /// The proxy's behaviour (its `sockets` are filled in at start from the bound addresses).
+    pub proxy: ProxyConfig,
+    /// The destination list file.
+    pub list_file: PathBuf,
+    /// Dispatcher parameters.
+    pub params: DispatchParams,
+    /// The admin HTTP listener (`[admin] listen`) and its bearer token; `None` = no control
+    /// plane.
+    pub admin: Option<(SocketAddr, Option<String>)>,
+    /// `[dispatcher] watch_list_file`: reload when the list file's modification time changes.
+    pub watch_list_file: bool,
+    /// `[dispatcher] persist_rpc_changes`: write `dispatcher.add`/`remove` to the list file.
+    pub persist_rpc_changes: bool,
+    /// `[dispatcher] event_hook`: command run on dst-down / dst-up (see `crate::health`).
+    pub event_hook: Option<PathBuf>,
+    /// `[tm] max_transactions`: slots of the transaction table (routes with `failover`).
+    pub max_transactions: usize,
+    /// `[tm] preallocate`: allocate every slot at start.
+    pub preallocate: bool,
+}
+
 impl Config {
     /// The proxy's route table, routes in file order.
     pub fn route_table(&self) -> RouteTable {
@@ -101,6 +147,37 @@ impl Config {
             timers: self.tm.timers,
             call_check_interval: (self.dispatcher.params.ds_hash_size > 0)
                 .then_some(self.dispatcher.params.ds_hash_check_interval),
+        }
+    }
+}
+
+impl Settings {
+    /// The daemon's settings from a validated configuration.
+    pub fn from_config(cfg: &Config) -> Settings {
+        let mut net = NetConfig::default();
+        // The I/O layer has one socket buffer size for both directions: take the larger.
+        if let Some(n) = cfg.server.recv_buffer_size.max(cfg.server.send_buffer_size) {
+            net.socket_buffer = n;
+        }
+        Settings {
+            listen: cfg.server.listen.clone(),
+            advertise: cfg.server.advertise.clone(),
+            workers: cfg.server.worker_count(),
+            datapath: cfg.server.datapath,
+            spread: cfg.server.spread,
+            net,
+            proxy: cfg.proxy_config(),
+            list_file: cfg.dispatcher.list_file.clone(),
+            params: cfg.dispatcher.params.clone(),
+            admin: cfg
+                .admin
+                .listen
+                .map(|a| (a, cfg.admin.token.as_ref().map(|t| t.0.clone()))),
+            watch_list_file: cfg.dispatcher.watch_list_file,
+            persist_rpc_changes: cfg.dispatcher.persist_rpc_changes,
+            event_hook: cfg.dispatcher.event_hook.clone(),
+            max_transactions: cfg.tm.max_transactions,
+            preallocate: cfg.tm.preallocate,
         }
     }
 }

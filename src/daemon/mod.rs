@@ -9,7 +9,6 @@
 //! lock. Counters are per worker, published to the main thread once per second and at exit.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread;
@@ -18,48 +17,12 @@ use std::time::Instant;
 mod worker;
 
 use crate::control::Control;
-use crate::dispatch::DispatchParams;
-use crate::netio::{self, Backend, DatapathChoice, NetConfig};
+use crate::netio::{self, Backend};
 use crate::plane::{LoadError, Plane, Shared, load_plane};
 use crate::proxy::txn::TxnTable;
-use crate::proxy::{self, Counters, Listener, ProxyConfig};
+use crate::proxy::{self, Counters, Listener};
 
-/// Everything the daemon needs, already validated (built from the configuration file).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Listen addresses with their transport (port 0 = any free port).
-    pub listen: Vec<crate::config::Listen>,
-    /// The host and port to advertise in Via / Record-Route instead of the bound address
-    /// (required for unspecified addresses).
-    pub advertise: Option<crate::config::Advertise>,
-    /// Worker threads (at least 1).
-    pub workers: usize,
-    /// Which datapath.
-    pub datapath: DatapathChoice,
-    /// How datagrams are spread over the workers.
-    pub spread: netio::Spread,
-    /// Datapath sizing.
-    pub net: NetConfig,
-    /// The proxy's behaviour (its `sockets` are filled in at start from the bound addresses).
-    pub proxy: ProxyConfig,
-    /// The destination list file.
-    pub list_file: PathBuf,
-    /// Dispatcher parameters.
-    pub params: DispatchParams,
-    /// The admin HTTP listener (`[admin] listen`) and its bearer token; `None` = no control
-    /// plane.
-    pub admin: Option<(SocketAddr, Option<String>)>,
-    /// `[dispatcher] watch_list_file`: reload when the list file's modification time changes.
-    pub watch_list_file: bool,
-    /// `[dispatcher] persist_rpc_changes`: write `dispatcher.add`/`remove` to the list file.
-    pub persist_rpc_changes: bool,
-    /// `[dispatcher] event_hook`: command run on dst-down / dst-up (see `crate::health`).
-    pub event_hook: Option<PathBuf>,
-    /// `[tm] max_transactions`: slots of the transaction table (routes with `failover`).
-    pub max_transactions: usize,
-    /// `[tm] preallocate`: allocate every slot at start.
-    pub preallocate: bool,
-}
+pub use crate::config::Settings;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -309,35 +272,4 @@ pub fn summary(c: &Counters) -> String {
         c.dropped.iter().sum::<u64>(),
         drops.join(" ")
     )
-}
-
-impl Settings {
-    /// The daemon's settings from a validated configuration.
-    pub fn from_config(cfg: &crate::config::Config) -> Settings {
-        let mut net = NetConfig::default();
-        // The I/O layer has one socket buffer size for both directions: take the larger.
-        if let Some(n) = cfg.server.recv_buffer_size.max(cfg.server.send_buffer_size) {
-            net.socket_buffer = n;
-        }
-        Settings {
-            listen: cfg.server.listen.clone(),
-            advertise: cfg.server.advertise.clone(),
-            workers: cfg.server.worker_count(),
-            datapath: cfg.server.datapath,
-            spread: cfg.server.spread,
-            net,
-            proxy: cfg.proxy_config(),
-            list_file: cfg.dispatcher.list_file.clone(),
-            params: cfg.dispatcher.params.clone(),
-            admin: cfg
-                .admin
-                .listen
-                .map(|a| (a, cfg.admin.token.as_ref().map(|t| t.0.clone()))),
-            watch_list_file: cfg.dispatcher.watch_list_file,
-            persist_rpc_changes: cfg.dispatcher.persist_rpc_changes,
-            event_hook: cfg.dispatcher.event_hook.clone(),
-            max_transactions: cfg.tm.max_transactions,
-            preallocate: cfg.tm.preallocate,
-        }
-    }
 }
