@@ -209,6 +209,13 @@ fn process(reg: &mut Registry, shared: &Shared, health: &Health) {
         "Source addresses over their [pike] rate (summed over workers, as last published)",
         hot,
     );
+    let many = Counter::<u64>::default();
+    many.inc_by(c.too_many_headers);
+    reg.register(
+        "too_many_headers",
+        "Requests with more header lines than the scanner indexes (96), answered 400 Too Many Header Lines",
+        many,
+    );
     let sips = Counter::<u64>::default();
     sips.inc_by(c.sips_refused);
     reg.register(

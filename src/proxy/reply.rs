@@ -142,6 +142,60 @@ pub fn build(
     Some(w.len)
 }
 
+/// A reply to a request the scanner could not index (more header lines than its fixed
+/// capacity, e.g. RFC 4475's 100-Via messages), written from the raw bytes: the start line
+/// must be a request other than ACK; every Via, From, To, Call-ID and CSeq line (full or
+/// compact names) is copied as it is; a To without a tag gets one derived from the bytes. `None`
+/// when it is not such a request or the reply does not fit `out`.
+pub fn build_raw(buf: &[u8], code: u16, reason: &str, out: &mut [u8]) -> Option<usize> {
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(buf.len(), |i| i + 2);
+    let mut lines = buf[..head_end].split(|&b| b == b'\n');
+    let start = lines.next()?;
+    if start.starts_with(b"SIP/2.0") || start.starts_with(b"ACK ") || !start.contains(&b' ') {
+        return None;
+    }
+    let mut w = Writer { out, len: 0 };
+    let mut code_text = [0u8; 3];
+    code_text[0] = b'0' + (code / 100 % 10) as u8;
+    code_text[1] = b'0' + (code / 10 % 10) as u8;
+    code_text[2] = b'0' + (code % 10) as u8;
+    w.put(&[b"SIP/2.0 ", &code_text, b" ", reason.as_bytes(), b"\r\n"])?;
+    let mut seen_call = false;
+    for raw in lines {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        let is = |full: &[u8], short: &[u8]| {
+            name.eq_ignore_ascii_case(full) || name.eq_ignore_ascii_case(short)
+        };
+        if is(b"Via", b"v") || is(b"From", b"f") || is(b"CSeq", b"CSeq") {
+            w.put(&[line, b"\r\n"])?;
+        } else if is(b"Call-ID", b"i") {
+            seen_call = true;
+            w.put(&[line, b"\r\n"])?;
+        } else if is(b"To", b"t") {
+            if line.windows(5).any(|x| x.eq_ignore_ascii_case(b";tag=")) {
+                w.put(&[line, b"\r\n"])?;
+            } else {
+                let mut tag = [0u8; 20];
+                tag[..4].copy_from_slice(TAG_PREFIX);
+                super::branch::hex16(super::branch::stable_hash(&[buf]), &mut tag[4..]);
+                w.put(&[line, b";tag=", &tag, b"\r\n"])?;
+            }
+        }
+    }
+    if !seen_call {
+        return None;
+    }
+    w.put(&[b"Server: sipdisp\r\nContent-Length: 0\r\n\r\n"])?;
+    Some(w.len)
+}
+
 struct Writer<'o> {
     out: &'o mut [u8],
     len: usize,

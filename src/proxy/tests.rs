@@ -687,3 +687,47 @@ fn strict_routes_are_refused_and_unknown_next_hops_forbidden() {
     assert_eq!(v, Verdict::Replied(403));
     assert_eq!(w.counters().forbidden_next_hop, 1);
 }
+
+#[test]
+fn a_request_with_100_vias_gets_a_precise_400() {
+    // RFC 4475 §3.1.1.x style: valid, but more header lines than the scanner indexes.
+    let p = plane(LIST, DispatchParams::default());
+    let mut w = Worker::new(config(select("1=0", Target::Dst)), 1);
+    let mut out = Collect::default();
+    let vias: String = (0..100)
+        .map(|i| {
+            format!(
+                "Via: SIP/2.0/UDP 192.0.2.{}:5060;branch=z9hG4bK-v{i}\r\n",
+                i % 250 + 1
+            )
+        })
+        .collect();
+    let m = invite("many", "z9hG4bK-many", "").replacen(
+        "Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK-many;rport\r\n",
+        &format!("Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK-many;rport\r\n{vias}"),
+        1,
+    );
+    assert_eq!(run(&mut w, &p, &m, &mut out), Verdict::Replied(400));
+    let r = String::from_utf8_lossy(&out.sent[0].2).into_owned();
+    assert!(
+        r.starts_with("SIP/2.0 400 Too Many Header Lines\r\n"),
+        "{r}"
+    );
+    assert_eq!(r.matches("\r\nVia: ").count(), 101, "every Via copied");
+    assert!(r.contains("To: <sip:bob@biloxi.example>;tag=sdlb"));
+    assert!(r.contains("Call-ID: many\r\n") && r.contains("CSeq: 1 INVITE\r\n"));
+    assert_eq!(
+        out.sent[0].1,
+        CLIENT.parse::<SocketAddr>().unwrap(),
+        "to the source"
+    );
+    assert_eq!(w.counters().too_many_headers, 1);
+    // A response that large is dropped (nothing to answer).
+    let resp = format!(
+        "SIP/2.0 200 OK\r\n{vias}From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n"
+    );
+    assert!(matches!(
+        run(&mut w, &p, &resp, &mut out),
+        Verdict::Dropped(_)
+    ));
+}

@@ -268,6 +268,9 @@ pub struct Counters {
     pub pike_blocked: u64,
     /// Sources over their `[pike]` rate when last published (a gauge, per worker).
     pub pike_blocked_sources: u64,
+    /// Requests with more header lines than the scanner indexes, answered `400 Too Many
+    /// Header Lines` (or dropped when no reply can be built).
+    pub too_many_headers: u64,
     /// Some of those sources (at most 32 per worker), for `pike.top`.
     pub pike_top: Vec<std::net::IpAddr>,
     /// Algorithm-10 calls removed by the expiry timer (`ds_hash_expire` /

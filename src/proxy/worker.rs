@@ -125,6 +125,12 @@ impl Worker {
         }
         let (verdict, kind) = match parse_datagram(pkt.data, &mut self.headers) {
             Err(Error::KeepAlive) => (Verdict::Dropped(DropReason::KeepAlive), None),
+            // A valid message may have more header lines than the index holds (RFC 4475's
+            // 100-Via requests): answer it precisely from the raw bytes instead of a silent drop.
+            Err(Error::TooManyHeaders) => {
+                self.counters.too_many_headers += 1;
+                (too_many_headers(pkt, &mut self.reply[..], sink), None)
+            }
             Err(e) => (Verdict::Dropped(DropReason::Malformed(e)), None),
             Ok(msg) => {
                 let kind = match msg.request() {
@@ -291,6 +297,18 @@ fn flood_reply(
     };
     match sink.send(&flow, &[&buf[..n]]) {
         Ok(()) => Verdict::Replied(503),
+        Err(e) => Verdict::Dropped(DropReason::SendFailed(e)),
+    }
+}
+
+/// `400 Too Many Header Lines` to a request the scanner could not index, sent back to its
+/// source (as with `rport`: the Vias were not parsed).
+fn too_many_headers(pkt: &Inbound<'_>, buf: &mut [u8], sink: &mut impl Sink) -> Verdict {
+    let Some(n) = super::reply::build_raw(pkt.data, 400, "Too Many Header Lines", buf) else {
+        return Verdict::Dropped(DropReason::Malformed(Error::TooManyHeaders));
+    };
+    match sink.send(&pkt.flow, &[&buf[..n]]) {
+        Ok(()) => Verdict::Replied(400),
         Err(e) => Verdict::Dropped(DropReason::SendFailed(e)),
     }
 }
