@@ -588,8 +588,20 @@ fn mark(st: &Stored, n: usize, cfg: &ProxyConfig) {
     else {
         return;
     };
-    if let (Some(p), Some((pick, _))) = (&st.plane, st.targets.get(n)) {
-        let _ = p.snapshot.mark_dst(*pick, Some(letters));
+    if let (Some(p), Some((pick, _))) = (&st.plane, st.targets.get(n))
+        && let Ok(Some(ev)) = p.snapshot.mark_dst(*pick, Some(letters))
+    {
+        // A state change is rare (once per destination going down or up): logged like the
+        // prober's events. The event_hook is not run for it (it belongs to health).
+        let name = match ev {
+            crate::dispatch::Event::DstDown => "dst-down",
+            crate::dispatch::Event::DstUp => "dst-up",
+        };
+        eprintln!(
+            "sipdisp: dispatcher:{name} set={} uri={} (ds_mark_dst after a failover)",
+            pick.set.0,
+            String::from_utf8_lossy(&p.snapshot.destination(*pick).uri)
+        );
     }
 }
 

@@ -495,3 +495,41 @@ fn a_full_transaction_table_answers_503_with_retry_after() {
     assert_eq!(overload, 1.0);
     assert!(silent.received.load(Ordering::Relaxed) >= 2);
 }
+
+#[test]
+fn mark_takes_a_failing_gateway_out_and_says_so() {
+    let gw = gateways();
+    let admin = free_tcp_port();
+    let cfg = config(admin, true).replace("failover = true\n", "failover = true\nmark = \"ip\"\n");
+    let lb = Sipdisp::start(&cfg, &gw.list);
+    let out = sipp_uac("uac_dialog.xml", lb.addr(), 12, 20);
+    let (ok, failed) = outcome(&out);
+    let addr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let (_, v) = crate::control_e2e::rpc(addr, "dispatcher.list", serde_json::json!([]));
+    let (_, log) = lb.stop();
+    assert_eq!(
+        (ok, failed),
+        (12, 0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The 503 and the silent gateways were marked inactive+probing by ds_mark_dst("ip").
+    let flags: Vec<String> = v["result"]["RECORDS"][0]["SET"]["TARGETS"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["DEST"]["FLAGS"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        flags.iter().filter(|f| f.as_str() == "IP").count(),
+        2,
+        "{flags:?}"
+    );
+    assert!(
+        log.iter()
+            .filter(|l| l.contains("dispatcher:dst-down"))
+            .count()
+            >= 2,
+        "{log:?}"
+    );
+}
