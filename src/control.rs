@@ -125,6 +125,9 @@ pub trait Commands: Send + Sync {
     fn remove(&self, set: u32, uri: &str) -> Result<Outcome, ControlError>;
 }
 
+/// What [`Control::with_publish_hook`] takes.
+pub type PublishHook = Box<dyn Fn(&Arc<Plane>) + Send + Sync>;
+
 /// The control plane: the shared state it publishes into, its configuration and its
 /// serialising lock.
 pub struct Control {
@@ -134,6 +137,9 @@ pub struct Control {
     persist: bool,
     /// Listen addresses that `socket=` attributes must name (empty: not checked).
     listen: Vec<SocketAddr>,
+    /// Called with every plane this control plane publishes, on its own thread (the daemon
+    /// lets the prober adopt it here, so no worker's tick rebuilds the probe table).
+    on_publish: Option<PublishHook>,
     inner: Mutex<Inner>,
 }
 
@@ -162,6 +168,7 @@ impl Control {
             params,
             persist,
             listen: Vec::new(),
+            on_publish: None,
             inner: Mutex::new(Inner { last: None, seen }),
         }
     }
@@ -191,6 +198,20 @@ impl Control {
                 socket_is_local: Some(&local),
             },
         )
+    }
+
+    /// Calls `hook` with every plane published from now on (after it is stored).
+    pub fn with_publish_hook(mut self, hook: PublishHook) -> Control {
+        self.on_publish = Some(hook);
+        self
+    }
+
+    fn publish(&self, plane: Plane) {
+        let plane = Arc::new(plane);
+        self.shared.plane.store(Arc::clone(&plane));
+        if let Some(h) = &self.on_publish {
+            h(&plane);
+        }
     }
 
     /// The shared state this control plane publishes into.
@@ -251,7 +272,7 @@ impl Control {
             &mut warnings,
         );
         let (sets, destinations) = count(&plane);
-        self.shared.plane.store(Arc::new(plane));
+        self.publish(plane);
         inner.seen = seen;
         Ok(Outcome {
             warnings,
@@ -267,7 +288,7 @@ impl Control {
         let mut warnings = Vec::new();
         let plane = successor(old, &entries, &self.params, carry, &name, &mut warnings);
         let (sets, destinations) = count(&plane);
-        self.shared.plane.store(Arc::new(plane));
+        self.publish(plane);
         Outcome {
             warnings,
             sets,

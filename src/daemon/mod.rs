@@ -154,6 +154,12 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         .map_err(|e| DaemonError::Datapath(format!("spread = random: {e}")))?;
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared::new(plane, datapaths.len(), backend));
+    // Keepalives, their replies, events (crate::health); /metrics reads its counters.
+    let health = Arc::new(crate::health::Health::new(
+        proxy_cfg.sockets.clone(),
+        settings.event_hook.clone(),
+    ));
+    let adopt = Arc::clone(&health);
     let control = Arc::new(
         Control::new(
             Arc::clone(&shared),
@@ -161,13 +167,9 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
             settings.params.clone(),
             settings.persist_rpc_changes,
         )
-        .with_listen(listen.clone()),
+        .with_listen(listen.clone())
+        .with_publish_hook(Box::new(move |p| adopt.adopt(Instant::now(), p))),
     );
-    // Keepalives, their replies, events (crate::health); /metrics reads its counters.
-    let health = Arc::new(crate::health::Health::new(
-        proxy_cfg.sockets.clone(),
-        settings.event_hook.clone(),
-    ));
     let routes = crate::admin::routes(Arc::clone(&control), Arc::clone(&health));
     let admin = match &settings.admin {
         Some((addr, token)) => Some(

@@ -226,9 +226,28 @@ impl Health {
         self.schedule(&inner, now);
     }
 
-    /// A probe reply the proxy recognised (any worker).
-    pub fn on_reply(&self, now: Instant, plane: &Arc<Plane>, token: ProbeToken, code: u16) {
+    /// Adopts a plane the control plane just published (on the control thread): the prober's
+    /// table for it is built here, so the next tick of a worker finds it ready.
+    pub fn adopt(&self, now: Instant, plane: &Arc<Plane>) {
         let mut inner = self.lock();
+        inner.prober.adopt(now, plane);
+        self.schedule(&inner, now);
+    }
+
+    /// A probe reply the proxy recognised (any worker).
+    ///
+    /// A worker never waits for the lock: while the control thread adopts a new plane (tens
+    /// of milliseconds for 10,000 destinations), replies arriving meanwhile belong to the
+    /// generation being replaced and are counted as stale instead.
+    pub fn on_reply(&self, now: Instant, plane: &Arc<Plane>, token: ProbeToken, code: u16) {
+        let mut inner = match self.inner.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.metrics.ignored(IGNORED_STALE);
+                return;
+            }
+        };
         let fired = inner.prober.reply(now, plane, token, code);
         self.fire(&mut inner, &fired, now);
         self.schedule(&inner, now);

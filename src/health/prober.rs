@@ -183,6 +183,12 @@ impl Prober {
         }
     }
 
+    /// Adopts `plane` now (see [`Prober::sync`]): for the control plane, right after it
+    /// publishes a plane.
+    pub fn adopt(&mut self, now: Instant, plane: &Arc<Plane>) {
+        self.sync(now, plane);
+    }
+
     /// Adopts `plane` if it is not the current one: new generation, new table, pending probes
     /// forgotten, first probes spread evenly over the first interval from `now`.
     fn sync(&mut self, now: Instant, plane: &Arc<Plane>) {
