@@ -24,17 +24,84 @@ use crate::netio::SEND_FAILURES;
 use crate::plane::Shared;
 use crate::proxy::{DropReason, METHODS, Verdict};
 
-/// The content type of the exposition (OpenMetrics text 1.0, which Prometheus negotiates).
+/// The content type of the OpenMetrics exposition (text 1.0), for scrapers that ask for it
+/// (Prometheus does, in its `Accept` header).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The `/metrics` route.
+/// The content type of the Prometheus text exposition 0.0.4, the default.
+pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The `/metrics` route: OpenMetrics when the request's `Accept` names it, else the
+/// Prometheus text format 0.0.4 that older scrapers and `promtool check metrics` read.
 pub fn route(shared: Arc<Shared>, health: Arc<Health>) -> Route {
     let (s, h) = (shared, health);
     Route {
         method: "GET",
         path: "/metrics",
-        handler: Box::new(move |_| Response::new(200, CONTENT_TYPE, render(&s, &h))),
+        handler: Box::new(move |req| {
+            let open = req
+                .header("accept")
+                .is_some_and(|a| a.contains("application/openmetrics-text"));
+            let body = render(&s, &h);
+            if open {
+                Response::new(200, CONTENT_TYPE, body)
+            } else {
+                Response::new(200, CONTENT_TYPE_TEXT, to_text_004(&body))
+            }
+        }),
     }
+}
+
+/// Rewrites an OpenMetrics exposition as Prometheus text 0.0.4: `info` families become
+/// gauges named `<name>_info`, counter families are named like their `_total` samples,
+/// `# UNIT` and `# EOF` lines go.
+pub fn to_text_004(open: &str) -> String {
+    // Family renames, from the TYPE lines (HELP comes first, so collect them first).
+    let mut rename: Vec<(&str, String, &str)> = Vec::new();
+    for l in open.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+        {
+            match kind {
+                "info" => rename.push((name, format!("{name}_info"), "gauge")),
+                "counter" if !name.ends_with("_total") => {
+                    rename.push((name, format!("{name}_total"), "counter"))
+                }
+                _ => {}
+            }
+        }
+    }
+    let renamed = |name: &str| rename.iter().find(|(n, _, _)| *n == name);
+    let mut out = String::with_capacity(open.len());
+    for l in open.lines() {
+        if l.starts_with("# EOF") || l.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = l
+            .strip_prefix("# HELP ")
+            .map(|r| ("HELP", r))
+            .or_else(|| l.strip_prefix("# TYPE ").map(|r| ("TYPE", r)));
+        match meta {
+            Some((what, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                match (renamed(name), what) {
+                    (Some((_, new, kind)), "TYPE") => out.push_str(&format!("# TYPE {new} {kind}")),
+                    (Some((_, new, _)), _) => out.push_str(&format!("# HELP {new} {tail}")),
+                    (None, _) => out.push_str(l),
+                }
+            }
+            None => {
+                // Counters' `_created` samples have no 0.0.4 equivalent.
+                let name = l.split(['{', ' ']).next().unwrap_or("");
+                if name.ends_with("_created") {
+                    continue;
+                }
+                out.push_str(l);
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {

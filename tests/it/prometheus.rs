@@ -238,3 +238,71 @@ fn dashboard_and_rules_query_real_data() {
     );
     drop(lb);
 }
+
+#[test]
+fn metrics_negotiate_the_format_and_pass_promtool() {
+    use std::io::{Read, Write};
+    if Command::new("promtool").arg("--version").output().is_err() {
+        panic!("{FIX}");
+    }
+    let admin = crate::support::free_tcp_port();
+    let lb = crate::support::Sipdisp::start(
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[dispatcher]\nlist_file = \"LIST\"\nds_ping_interval = 1\n\n[[route]]\nselect = \"1=4\"\nfailover = true\n"
+        ),
+        "1 sip:127.0.0.1:5071\n1 sip:127.0.0.1:5072\n",
+    );
+    let get = |accept: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\n{accept}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    // Default (and older scrapers): Prometheus text 0.0.4, which promtool accepts.
+    let text = get("Accept: text/plain;version=0.0.4\r\n");
+    assert!(
+        text.contains("Content-Type: text/plain; version=0.0.4"),
+        "{text}"
+    );
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_owned();
+    assert!(!body.contains("# EOF") && body.contains("# TYPE sipdisp_build_info gauge"));
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}"
+    );
+    assert!(get("").contains("Content-Type: text/plain; version=0.0.4"));
+    // OpenMetrics when asked for (as Prometheus does).
+    let open = get("Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n");
+    assert!(
+        open.contains("Content-Type: application/openmetrics-text"),
+        "{open}"
+    );
+    assert!(open.trim_end().ends_with("# EOF"));
+    drop(lb);
+}
