@@ -46,6 +46,9 @@ fn main() -> ExitCode {
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in sipdisp::config::config_warnings(&config) {
+        eprintln!("sipdisp: warning: {w}");
+    }
     let settings = Settings::from_config(&config);
     let workers = settings.workers;
     let running = daemon::start(settings).map_err(|e| anyhow::anyhow!("{e}"))?;

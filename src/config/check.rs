@@ -177,6 +177,45 @@ fn route_warnings(config: &Config, sets: &BTreeMap<SetId, usize>, out: &mut Vec<
     }
 }
 
+/// Settings that are accepted but do not do what a Kamailio operator may expect; `check`
+/// lists them and `run` logs them at start.
+pub fn config_warnings(config: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let at = |key: &str, what: String| {
+        Problem::Config(ConfigError {
+            file: config.path.display().to_string(),
+            line: 0,
+            col: 0,
+            key: key.to_owned(),
+            kind: ErrorKind::Conflict(what),
+        })
+    };
+    let p = &config.dispatcher.params;
+    if p.ds_dns_mode & !1 != 0 {
+        out.push(at(
+            "dispatcher.ds_dns_mode",
+            format!(
+                "{} asks for DNS resolution per use, by timer or with SRV/NAPTR, which sipdisp \
+                 does not do yet: host names are resolved once, at start and at each reload (mode 1)",
+                p.ds_dns_mode
+            ),
+        ));
+    }
+    if !p.failover() {
+        for r in config.routes.iter().filter(|r| r.failover.is_some()) {
+            out.push(route_note(
+                config,
+                r,
+                "failover",
+                "failover needs the failover list: set `flags = 2` in [dispatcher] (as in \
+                 Kamailio); without it only the selected destination is tried"
+                    .into(),
+            ));
+        }
+    }
+    out
+}
+
 /// Checks the configuration at `path` and the list file it names; never stops at the first
 /// problem. The exit code is the caller's decision ([`CheckReport::ok`]).
 pub fn check(path: &Path) -> CheckReport {
@@ -194,6 +233,7 @@ pub fn check(path: &Path) -> CheckReport {
             return report;
         }
     };
+    report.warnings.extend(config_warnings(&config));
     match load_list(&config) {
         Ok(list) => {
             let mut sets = BTreeMap::new();

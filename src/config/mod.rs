@@ -33,7 +33,7 @@ pub use to_proxy::Settings;
 #[cfg(test)]
 mod tests;
 
-pub use check::{CheckReport, ListLoadError, Problem, Summary, check, load_list};
+pub use check::{CheckReport, ListLoadError, Problem, Summary, check, config_warnings, load_list};
 pub use dispatcher::Dispatcher;
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use route::{
@@ -105,7 +105,19 @@ impl Config {
             }
             return Err(ConfigErrors(ctx.errors));
         }
-        let dir = path.parent().unwrap_or(Path::new(""));
+        // Paths in the file are relative to its directory, made absolute now: a bare
+        // `event_hook = "hook.sh"` next to a `--config sipdisp.toml` must not be looked up
+        // on $PATH, nor depend on the working directory later.
+        let parent = path.parent().unwrap_or(Path::new(""));
+        let absolute;
+        let dir = if parent.is_absolute() {
+            parent
+        } else {
+            absolute = std::env::current_dir()
+                .map(|c| c.join(parent))
+                .unwrap_or_else(|_| parent.to_path_buf());
+            absolute.as_path()
+        };
         let root = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
         let top = ctx
             .table(String::new(), &root, TOP_KEYS, &top_special)

@@ -455,16 +455,11 @@ fn errors_are_collected_across_sections() {
 
 #[test]
 fn relative_paths_resolve_against_the_config_directory() {
+    let cwd = std::env::current_dir().unwrap();
     let text = "[dispatcher]\nlist_file = \"../lists/d.list\"\nevent_hook = \"hook.sh\"\n";
     let c = Config::parse(text, Path::new("conf/sub/sipdisp.toml")).unwrap();
-    assert_eq!(
-        c.dispatcher.list_file,
-        PathBuf::from("conf/sub/../lists/d.list")
-    );
-    assert_eq!(
-        c.dispatcher.event_hook,
-        Some(PathBuf::from("conf/sub/hook.sh"))
-    );
+    assert_eq!(c.dispatcher.list_file, cwd.join("conf/sub/../lists/d.list"));
+    assert_eq!(c.dispatcher.event_hook, Some(cwd.join("conf/sub/hook.sh")));
     let c = Config::parse(
         "[dispatcher]\nlist_file = \"/abs/d.list\"\n",
         Path::new("x/s.toml"),
@@ -472,7 +467,17 @@ fn relative_paths_resolve_against_the_config_directory() {
     .unwrap();
     assert_eq!(c.dispatcher.list_file, Path::new("/abs/d.list"));
     let c = Config::parse("", Path::new("sipdisp.toml")).unwrap();
-    assert_eq!(c.dispatcher.list_file, Path::new("dispatcher.list"));
+    assert_eq!(c.dispatcher.list_file, cwd.join("dispatcher.list"));
+    // A bare hook name next to a bare --config is the file beside it, not a $PATH lookup
+    // (issue 15): the path is absolute.
+    let c = Config::parse(
+        "[dispatcher]\nevent_hook = \"hook.sh\"\n",
+        Path::new("sipdisp.toml"),
+    )
+    .unwrap();
+    let hook = c.dispatcher.event_hook.unwrap();
+    assert!(hook.is_absolute(), "{hook:?}");
+    assert_eq!(hook, cwd.join("hook.sh"));
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -634,4 +639,21 @@ fn documented_route_example_parses() {
             "refuse"
         ]
     );
+}
+
+#[test]
+fn config_warnings_name_unsupported_dns_modes_and_failover_without_flags() {
+    let c = parse("[dispatcher]\nds_dns_mode = 1\n").unwrap();
+    assert!(config_warnings(&c).is_empty());
+    let c = parse("[dispatcher]\nds_dns_mode = 5\n").unwrap();
+    let w: Vec<String> = config_warnings(&c).iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("ds_dns_mode") && w[0].contains("resolved once"), "{w:?}");
+    let route = "[[route]]\nselect = \"1=4\"\nfailover = true\n";
+    let c = parse(&format!("[dispatcher]\nflags = 0\n{route}")).unwrap();
+    let w: Vec<String> = config_warnings(&c).iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("flags = 2"), "{w:?}");
+    let c = parse(&format!("[dispatcher]\nflags = 2\n{route}")).unwrap();
+    assert!(config_warnings(&c).is_empty());
 }
