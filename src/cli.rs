@@ -96,25 +96,26 @@ pub fn print_report(report: &CheckReport, out: &mut dyn Write, err: &mut dyn Wri
 
 /// `sipdisp check --config FILE`: validates, probes the datapath, prints, returns the exit code.
 pub fn check_command(path: &Path) -> i32 {
-    let report = config::check(path);
+    let mut report = config::check(path);
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
-    let mut code = print_report(&report, &mut out, &mut err);
+    // The datapath probe runs before anything is printed, so its failure is counted with the
+    // other errors and `ok` is never printed ahead of an error.
+    let mut here = None;
     if let Some(cfg) = &report.config {
         match netio::select(cfg.server.datapath) {
-            Ok((backend, None)) => {
-                let _ = writeln!(out, "datapath here: {backend}");
-            }
-            Ok((backend, Some(why))) => {
-                let _ = writeln!(out, "datapath here: {backend} ({why})");
-            }
-            Err(e) => {
-                let _ = writeln!(err, "error: {}: server.datapath: {e}", path.display());
-                code = 1;
-            }
+            Ok((backend, None)) => here = Some(format!("datapath here: {backend}")),
+            Ok((backend, Some(why))) => here = Some(format!("datapath here: {backend} ({why})")),
+            Err(e) => report.errors.push(config::Problem::Environment(format!(
+                "{}: server.datapath: {e}",
+                path.display()
+            ))),
         }
     }
-    code
+    if let Some(line) = here {
+        let _ = writeln!(out, "{line}");
+    }
+    print_report(&report, &mut out, &mut err)
 }
 
 #[cfg(test)]

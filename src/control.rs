@@ -190,12 +190,14 @@ impl Control {
             return parse_list(name, text, params, &LoadHooks::default());
         }
         let local = |s: &[u8]| crate::proxy::socket_attr_is_local(s, &self.listen);
+        let resolves = |h: &[u8], p: Option<u16>| crate::plane::resolve_host(h, p).is_some();
         parse_list(
             name,
             text,
             params,
             &LoadHooks {
                 socket_is_local: Some(&local),
+                host_resolves: Some(&resolves),
             },
         )
     }

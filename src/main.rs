@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use sipdisp::cli::{Cli, Command};
-use sipdisp::config::Config;
 use sipdisp::daemon::{self, Settings};
 
 fn main() -> ExitCode {
@@ -45,7 +44,13 @@ fn main() -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // `run` refuses exactly what `sipdisp check` reports as an error (one code path), so a
+    // clean check means a start.
+    let report = sipdisp::config::check(path);
+    let Some(config) = report.config.filter(|_| report.errors.is_empty()) else {
+        let lines: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+        anyhow::bail!("{}", lines.join("\n"));
+    };
     for w in sipdisp::config::config_warnings(&config) {
         eprintln!("sipdisp: warning: {w}");
     }

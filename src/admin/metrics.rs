@@ -302,6 +302,7 @@ fn process(reg: &mut Registry, shared: &Shared, health: &Health) {
 fn destinations(reg: &mut Registry, shared: &Shared) {
     let plane = shared.plane.load_full();
     let (up, state, probing) = (Gauges::default(), Gauges::default(), Gauges::default());
+    let resolved = Gauges::default();
     let (selections, failovers) = (Counters::default(), Counters::default());
     let (avg, std, est, max, timeouts) = (
         Gauges::default(),
@@ -314,7 +315,12 @@ fn destinations(reg: &mut Registry, shared: &Shared) {
         for (i, d) in set.destinations().iter().enumerate() {
             let l = dest_labels(set.id, &d.uri);
             let f = d.flags();
-            up.get_or_create(&l).set(f64::from(u8::from(f.usable())));
+            let has_addr = plane.addr_at(sp, i).is_some();
+            resolved
+                .get_or_create(&l)
+                .set(f64::from(u8::from(has_addr)));
+            up.get_or_create(&l)
+                .set(f64::from(u8::from(f.usable() && has_addr)));
             let current = match f.letters()[0] {
                 b'I' => "inactive",
                 b'D' => "disabled",
@@ -343,8 +349,13 @@ fn destinations(reg: &mut Registry, shared: &Shared) {
     }
     reg.register(
         "destination_up",
-        "1 when the destination is selectable (neither inactive nor disabled)",
+        "1 when the destination is selectable (neither inactive nor disabled) and has an address",
         up,
+    );
+    reg.register(
+        "destination_resolved",
+        "1 when the destination's host resolved to an address (0: requests routed to it get 503)",
+        resolved,
     );
     reg.register(
         "destination_state",

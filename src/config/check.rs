@@ -37,8 +37,10 @@ pub fn load_list(config: &Config) -> Result<LoadedList, ListLoadError> {
     let name = path.display().to_string();
     let listen: Vec<std::net::SocketAddr> = config.server.listen.iter().map(|l| l.addr).collect();
     let local = |s: &[u8]| crate::proxy::socket_attr_is_local(s, &listen);
+    let resolves = |h: &[u8], p: Option<u16>| crate::plane::resolve_host(h, p).is_some();
     let hooks = LoadHooks {
         socket_is_local: Some(&local),
+        host_resolves: Some(&resolves),
     };
     parse_list(&name, &text, &config.dispatcher.params, &hooks).map_err(ListLoadError::List)
 }
@@ -52,6 +54,8 @@ pub enum Problem {
     List(ListError),
     /// The list file could not be read.
     ListIo(String),
+    /// This machine cannot run the configuration (e.g. the datapath it names is unavailable).
+    Environment(String),
 }
 
 impl fmt::Display for Problem {
@@ -59,7 +63,7 @@ impl fmt::Display for Problem {
         match self {
             Problem::Config(e) => e.fmt(f),
             Problem::List(e) => e.fmt(f),
-            Problem::ListIo(e) => f.write_str(e),
+            Problem::ListIo(e) | Problem::Environment(e) => f.write_str(e),
         }
     }
 }
@@ -135,9 +139,15 @@ fn route_note(config: &Config, route: &Route, key: &str, what: String) -> Proble
     })
 }
 
-/// Cross-checks routes against the loaded sets; all findings are warnings (the list may be
-/// reloaded with the missing sets later).
-fn route_warnings(config: &Config, sets: &BTreeMap<SetId, usize>, out: &mut Vec<Problem>) {
+/// Cross-checks routes against the loaded sets. A `select` set missing from the list is an
+/// error (`run` would answer 503 to every such request) unless the route says
+/// `allow_missing_set = true`; everything else is a warning.
+fn route_problems(
+    config: &Config,
+    sets: &BTreeMap<SetId, usize>,
+    errors: &mut Vec<Problem>,
+    out: &mut Vec<Problem>,
+) {
     let list = config.dispatcher.list_file.display();
     let mut catch_all: Option<&str> = None;
     for r in &config.routes {
@@ -154,8 +164,18 @@ fn route_warnings(config: &Config, sets: &BTreeMap<SetId, usize>, out: &mut Vec<
         if let Action::Select(s) = &r.action {
             for rule in &s.rules {
                 if !sets.contains_key(&rule.set) {
-                    let why = format!("set {} is not in {list}", rule.set.0);
-                    out.push(route_note(config, r, "select", why));
+                    if r.allow_missing_set {
+                        let why = format!("set {} is not in {list} (allowed)", rule.set.0);
+                        out.push(route_note(config, r, "select", why));
+                    } else {
+                        let why = format!(
+                            "set {} is not in {list}: every request this route matches would get \
+                             503; add the set, or `allow_missing_set = true` if a reload or \
+                             dispatcher.add will bring it",
+                            rule.set.0
+                        );
+                        errors.push(route_note(config, r, "select", why));
+                    }
                 }
                 if rule.alg == Algorithm::CallLoad && config.dispatcher.params.ds_hash_size == 0 {
                     let why = format!(
@@ -243,7 +263,7 @@ pub fn check(path: &Path) -> CheckReport {
             report
                 .warnings
                 .extend(list.warnings.iter().cloned().map(Problem::List));
-            route_warnings(&config, &sets, &mut report.warnings);
+            route_problems(&config, &sets, &mut report.errors, &mut report.warnings);
             report.summary = Some(Summary {
                 listen: config.server.listen.iter().map(|l| l.to_string()).collect(),
                 workers: config.server.worker_count(),

@@ -97,6 +97,9 @@ pub struct Route {
     pub action: Action,
     /// `failover` (with `failover_codes`, `mark`): transaction-stateful failover.
     pub failover: Option<crate::proxy::Failover>,
+    /// `allow_missing_set` (sipdisp): a `select` set absent from the list is a warning rather
+    /// than an error (the set is expected from a later reload or `dispatcher.add`).
+    pub allow_missing_set: bool,
 }
 
 impl Route {
@@ -117,6 +120,7 @@ impl Route {
                 limit: None,
             }),
             failover: None,
+            allow_missing_set: false,
         }
     }
 }
@@ -184,6 +188,7 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "failover",
     "failover_codes",
     "mark",
+    "allow_missing_set",
 ];
 
 fn is_token(s: &str) -> bool {
@@ -432,6 +437,9 @@ pub(crate) fn read_route(
         (Some(_), None) => {}
     }
     let failover = read_failover(ctx, t, reply.is_some());
+    let allow_missing_set = ctx
+        .at(t, "allow_missing_set", |c, k, v| c.flag(k, v))
+        .unwrap_or(false);
     if ctx.errors.len() > before {
         return None;
     }
@@ -453,6 +461,7 @@ pub(crate) fn read_route(
         header,
         action,
         failover,
+        allow_missing_set,
     })
 }
 

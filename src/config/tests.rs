@@ -538,20 +538,37 @@ fn check_reports_list_errors_and_route_warnings() {
         "1 sip:127.0.0.1:5070\n1 sip:127.0.0.1:5071\n",
     )
     .unwrap();
+    // A selected set missing from the list is an error (`run` would answer 503)...
+    let r = check(&cfg);
+    let errors: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
+    let file = cfg.display();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with(&format!(
+            "{file}:1:1: all.select: set 3 is not in {list}: every request"
+        )),
+        "{errors:#?}"
+    );
+    // ...unless the route allows it.
+    std::fs::write(
+        &cfg,
+        "[[route]]\nname = \"all\"\nselect = \"1=4;3=10\"\nallow_missing_set = true\n\
+         [[route]]\nname = \"late\"\nreply = 404\n",
+    )
+    .unwrap();
     let r = check(&cfg);
     assert!(r.ok(), "{:#?}", r.errors);
     let warnings: Vec<String> = r.warnings.iter().map(ToString::to_string).collect();
-    let file = cfg.display();
     assert_eq!(
         warnings,
         [
-            format!("{file}:1:1: all.select: set 3 is not in {list}"),
+            format!("{file}:1:1: all.select: set 3 is not in {list} (allowed)"),
             format!(
                 "{file}:1:1: all.select: rule 3=10 with ds_hash_size = 0: picks the least \
                  loaded destination but counts no calls"
             ),
             format!(
-                "{file}:4:1: late.name: unreachable: route \"all\" before it matches every request"
+                "{file}:5:1: late.name: unreachable: route \"all\" before it matches every request"
             ),
         ]
     );
@@ -646,14 +663,54 @@ fn config_warnings_name_unsupported_dns_modes_and_failover_without_flags() {
     let c = parse("[dispatcher]\nds_dns_mode = 1\n").unwrap();
     assert!(config_warnings(&c).is_empty());
     let c = parse("[dispatcher]\nds_dns_mode = 5\n").unwrap();
-    let w: Vec<String> = config_warnings(&c).iter().map(ToString::to_string).collect();
+    let w: Vec<String> = config_warnings(&c)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("ds_dns_mode") && w[0].contains("resolved once"), "{w:?}");
+    assert!(
+        w[0].contains("ds_dns_mode") && w[0].contains("resolved once"),
+        "{w:?}"
+    );
     let route = "[[route]]\nselect = \"1=4\"\nfailover = true\n";
     let c = parse(&format!("[dispatcher]\nflags = 0\n{route}")).unwrap();
-    let w: Vec<String> = config_warnings(&c).iter().map(ToString::to_string).collect();
+    let w: Vec<String> = config_warnings(&c)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("flags = 2"), "{w:?}");
     let c = parse(&format!("[dispatcher]\nflags = 2\n{route}")).unwrap();
     assert!(config_warnings(&c).is_empty());
+}
+
+#[test]
+fn check_resolves_host_names_as_run_does() {
+    let d = temp_dir("resolve");
+    let cfg = d.join("sipdisp.toml");
+    std::fs::write(&cfg, "").unwrap();
+    std::fs::write(
+        d.join("dispatcher.list"),
+        "1 sip:nowhere.invalid\n1 sip:127.0.0.1:5070\n",
+    )
+    .unwrap();
+    let r = check(&cfg);
+    assert!(r.ok(), "{:#?}", r.errors);
+    let warnings: Vec<String> = r.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].ends_with(":1: uri: host \"nowhere.invalid\" does not resolve (destination rejected, as Kamailio does)"),
+        "{warnings:#?}"
+    );
+    assert_eq!(r.summary.unwrap().sets, [(SetId(1), 1)]);
+    // ds_load_mode = 1: the unresolvable destination fails the load, as in Kamailio.
+    std::fs::write(&cfg, "[dispatcher]\nds_load_mode = 1\n").unwrap();
+    let r = check(&cfg);
+    assert!(!r.ok());
+    assert!(
+        r.errors[0].to_string().contains("does not resolve"),
+        "{:?}",
+        r.errors
+    );
+    std::fs::remove_dir_all(&d).unwrap();
 }

@@ -78,6 +78,10 @@ pub enum ListErrorKind {
     /// The caller's socket check refused `socket`/`sockname`.
     #[error("attrs: {0:?} is not a local socket")]
     Socket(String),
+    /// The caller's resolver found no address for the host (Kamailio rejects the destination
+    /// when `ds_dns_mode` asks for resolution at load and flag 16 is not set).
+    #[error("uri: host {0:?} does not resolve (destination rejected, as Kamailio does)")]
+    Unresolved(String),
     /// Attribute warning (destination kept).
     #[error("attrs: {0}")]
     Attr(AttrWarning),
@@ -125,11 +129,18 @@ pub struct LoadedList {
 /// Answers whether a `socket`/`sockname` value names a local socket.
 pub type SocketCheck<'a> = &'a dyn Fn(&[u8]) -> bool;
 
+/// Answers whether a destination host (as written, IPv6 literals bracketed) with its explicit
+/// port resolves to at least one address.
+pub type ResolveCheck<'a> = &'a dyn Fn(&[u8], Option<u16>) -> bool;
+
 /// Optional checks the caller can plug in (it owns the sockets).
 #[derive(Default)]
 pub struct LoadHooks<'a> {
     /// Returns true when a `socket` or `sockname` value names a local socket.
     pub socket_is_local: Option<SocketCheck<'a>>,
+    /// Returns true when a host resolves; consulted only when `ds_dns_mode` is not 0 and the
+    /// entry lacks flag 16 (no DNS). A host that does not resolve is refused like a bad URI.
+    pub host_resolves: Option<ResolveCheck<'a>>,
 }
 
 fn is_blank(c: u8) -> bool {
@@ -192,7 +203,9 @@ pub fn parse_list(
                         uri: String::from_utf8_lossy(p.uri).into_owned(),
                         reason: *reason,
                     }),
-                    Ok(_) => socket_refused(&attrs, hooks).map(ListErrorKind::Socket),
+                    Ok((uri, dest)) => socket_refused(&attrs, hooks)
+                        .map(ListErrorKind::Socket)
+                        .or_else(|| unresolved(uri, dest, p.flags, params, hooks)),
                 };
                 match (refused, checked) {
                     (Some(kind), _) if params.ds_load_mode == 1 => errors.push(err(kind)),
@@ -223,6 +236,22 @@ fn socket_refused(attrs: &Attrs, hooks: &LoadHooks<'_>) -> Option<String> {
     let check = hooks.socket_is_local?;
     let s = attrs.sockname.as_deref().or(attrs.socket.as_deref())?;
     (!check(s)).then(|| String::from_utf8_lossy(s).into_owned())
+}
+
+fn unresolved(
+    uri: &[u8],
+    dest: &DestUri,
+    flags: u32,
+    params: &DispatchParams,
+    hooks: &LoadHooks<'_>,
+) -> Option<ListErrorKind> {
+    let resolves = hooks.host_resolves?;
+    if params.ds_dns_mode == 0 || flags & super::state::Flags::NODNS != 0 {
+        return None;
+    }
+    let host = &uri[dest.host.clone()];
+    (!resolves(host, dest.port))
+        .then(|| ListErrorKind::Unresolved(String::from_utf8_lossy(host).into_owned()))
 }
 
 /// Checks a URI token, retrying with `sip:` as Kamailio does.
@@ -467,12 +496,45 @@ mod tests {
         let local = |s: &[u8]| s == b"udp:127.0.0.1:5060";
         let hooks = LoadHooks {
             socket_is_local: Some(&local),
+            host_resolves: None,
         };
         let text = b"1 sip:a 0 0 socket=udp:127.0.0.1:5060\n1 sip:b 0 0 socket=udp:10.9.9.9:5060\n1 sip:c 0 0 weight=500\n";
         let l = parse_list("x", text, &DispatchParams::default(), &hooks).unwrap();
         assert_eq!(l.entries.len(), 2);
         assert!(matches!(l.warnings[0].kind, ListErrorKind::Socket(_)));
         assert!(matches!(l.warnings[1].kind, ListErrorKind::Attr(_)));
+    }
+
+    #[test]
+    fn unresolvable_hosts_are_rejected_like_kamailio() {
+        let resolves = |h: &[u8], _p: Option<u16>| h != b"gone.invalid";
+        let hooks = LoadHooks {
+            socket_is_local: None,
+            host_resolves: Some(&resolves),
+        };
+        // Flag 16 (no DNS) keeps the entry whatever the resolver says.
+        let text = b"1 sip:gone.invalid\n1 sip:ok.example\n1 sip:gone.invalid:5070 16\n";
+        let mut params = DispatchParams::default();
+        let l = parse_list("x", text, &params, &hooks).unwrap();
+        assert_eq!(l.entries.len(), 2);
+        assert_eq!(l.entries[0].line, 2);
+        assert_eq!(l.warnings.len(), 1);
+        assert_eq!(
+            l.warnings[0].to_string(),
+            "x:1: uri: host \"gone.invalid\" does not resolve (destination rejected, as Kamailio does)"
+        );
+        params.ds_load_mode = 1;
+        let e = parse_list("x", text, &params, &hooks).unwrap_err();
+        assert!(matches!(e.0[0].kind, ListErrorKind::Unresolved(_)), "{e}");
+        params.ds_load_mode = 0;
+        params.ds_dns_mode = 0;
+        assert_eq!(
+            parse_list("x", text, &params, &hooks)
+                .unwrap()
+                .entries
+                .len(),
+            3
+        );
     }
 
     #[test]

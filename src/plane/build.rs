@@ -35,8 +35,10 @@ pub fn seed() -> u64 {
 }
 
 /// Reads the list file and builds the destination plane, resolving host names once (here,
-/// never on the message path). Unresolvable destinations stay selectable but unreachable
-/// (their requests get a 503), and are reported in the returned warnings.
+/// never on the message path). A host that does not resolve rejects its destination at parse
+/// time, as in Kamailio (skipped with a warning, or the load fails with `ds_load_mode = 1`);
+/// one kept without DNS (flag 16, `ds_dns_mode = 0`) that does not resolve stays selectable
+/// but unreachable (its requests get a 503) and is reported in the returned warnings.
 pub fn load_plane(
     path: &Path,
     params: &DispatchParams,
@@ -48,8 +50,10 @@ pub fn load_plane(
     })?;
     let name = path.display().to_string();
     let local = |s: &[u8]| super::socket_attr_is_local(s, listen);
+    let resolves = |h: &[u8], p: Option<u16>| resolve_host(h, p).is_some();
     let hooks = LoadHooks {
         socket_is_local: Some(&local),
+        host_resolves: Some(&resolves),
     };
     let loaded = parse_list(&name, &text, params, &hooks).map_err(LoadError::List)?;
     let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
@@ -58,16 +62,24 @@ pub fn load_plane(
     Ok((plane, warnings))
 }
 
+/// A destination host's first address: IP literals directly, names through the system
+/// resolver (A/AAAA); the port is the URI's, else 5060. Blocking: control plane only.
+pub fn resolve_host(host: &[u8], port: Option<u16>) -> Option<SocketAddr> {
+    super::ip_port(host, port).or_else(|| {
+        let name = std::str::from_utf8(host).ok()?;
+        (name, port.unwrap_or(5060))
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+    })
+}
+
 /// Resolves every destination of `snapshot` into a plane (IP literals directly, names once
 /// through the system resolver); names that do not resolve are added to `warnings`.
 pub fn plane_from(snapshot: Snapshot, name: &str, warnings: &mut Vec<String>) -> Plane {
     Plane::new(snapshot, |d| {
         super::literal_addr(d).or_else(|| {
-            let host = String::from_utf8_lossy(d.host()).into_owned();
-            let found = (host.as_str(), d.port().unwrap_or(5060))
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next());
+            let found = resolve_host(d.host(), d.port());
             if found.is_none() {
                 warnings.push(format!(
                     "{name}:{}: destination {} does not resolve",

@@ -326,3 +326,39 @@ fn a_second_instance_on_the_same_address_refuses_to_start() {
     let (stopped_ok, log) = first.stop();
     assert!(stopped_ok, "{log:?}");
 }
+
+#[test]
+fn check_and_run_refuse_a_route_to_a_missing_set_alike() {
+    let dir = TempDir::new("missing-set");
+    dir.write("dispatcher.list", "1 sip:127.0.0.1:5070\n");
+    let body = "[server]\nlisten = [\"127.0.0.1:0\"]\n[[route]]\nselect = \"2=4\"\n";
+    let cfg = dir.write("sipdisp.toml", body);
+    let sipdisp = |args: &[&str]| {
+        std::process::Command::new("timeout")
+            .arg("20")
+            .arg(env!("CARGO_BIN_EXE_sipdisp"))
+            .args(args)
+            .arg(&cfg)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let check = sipdisp(&["check", "--config"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr),
+    );
+    assert_eq!(check.status.code(), Some(1), "{out}{err}");
+    assert!(err.contains("set 2 is not in"), "{err}");
+    assert!(!out.contains("ok ("), "ok printed before an error: {out}");
+    let run = sipdisp(&["run", "--config"]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(err.contains("set 2 is not in"), "{err}");
+    // Explicitly allowed: check passes, with a warning.
+    dir.write("sipdisp.toml", &format!("{body}allow_missing_set = true\n"));
+    let check = sipdisp(&["check", "--config"]);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{out}");
+    assert!(out.contains("ok (1 warning)"), "{out}");
+}

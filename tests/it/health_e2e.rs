@@ -185,3 +185,45 @@ fn dead_backend_is_detected_skipped_and_comes_back() {
     let (ok, log) = lb.stop();
     assert!(ok, "{log:?}");
 }
+
+#[test]
+fn unresolvable_destinations_are_not_shown_up() {
+    let backend = Responder::start("127.0.0.1:0");
+    // Line 1: rejected at load (Kamailio's default ds_dns_mode). Line 2: flag 16 (no DNS)
+    // keeps it in the set, without an address.
+    let list = format!(
+        "1 sip:gone.invalid\n1 sip:nodns.invalid 16\n1 sip:{}\n",
+        backend.addr
+    );
+    let admin = free_tcp_port();
+    let lb = Sipdisp::start(&health_config(admin, "", ""), &list);
+    let admin: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+    assert!(
+        wait_log(&lb, Duration::from_secs(5), |l| l
+            .contains("host \"gone.invalid\" does not resolve"))
+        .is_some(),
+        "{:?}",
+        lb.log()
+    );
+    let (_, m) = http(admin, "GET", "/metrics").unwrap();
+    let series = |name: &str, uri: &str| format!("{name}{{set=\"1\",uri=\"{uri}\"}}");
+    assert!(!m.contains("sip:gone.invalid"), "{m}");
+    let nodns = "sip:nodns.invalid";
+    assert_eq!(
+        metric_value(&m, &series("sipdisp_destination_resolved", nodns)),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, &series("sipdisp_destination_up", nodns)),
+        Some(0.0),
+        "{m}"
+    );
+    let good = format!("sip:{}", backend.addr);
+    assert_eq!(
+        metric_value(&m, &series("sipdisp_destination_resolved", &good)),
+        Some(1.0),
+        "{m}"
+    );
+    lb.stop();
+}
