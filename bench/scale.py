@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """sipdisp's memory and reload cost with 4, 1,000 and 10,000 destinations (issues 7 and 13).
 
-    python3 bench/scale.py            (after bench/run.sh built target/release/sipdisp{,-load})
+    python3 bench/scale.py [--probing]   (after bench/run.sh built target/release/sipdisp{,-load})
 
 For each size: a list file of N destinations in set 1 (127.x.y.z:5060, loopback only, nothing
 listens there), sipdisp with one io_uring worker and a round-robin route; VmRSS after start,
 then 2 s of INVITEs at 10,000/s (each forwarded to the next destination; the datagrams die
 at the closed ports), then VmRSS and VmHWM, then three `dispatcher.reload` calls over the
-admin API (the time each RPC takes: parse, build, carry state over, swap). Prints a Markdown
-table. Stops what it started.
+admin API (the time each RPC takes: parse, build, carry state over, swap). With --probing,
+OPTIONS keepalives to every destination (ds_ping_interval 10 s, ds_probing_mode 1) and
+latency statistics are on: the prober's table and the per-destination metric series count.
+Prints a Markdown table. Stops what it started.
 """
 
 import os
@@ -35,6 +37,9 @@ def status_kb(pid, key):
 def main():
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, run.on_signal)
+    probing = "--probing" in sys.argv[1:]
+    extra = ("ds_ping_interval = 10\nds_probing_mode = 1\nds_ping_latency_stats = 1\n"
+             if probing else "")
     rows = []
     work = tempfile.mkdtemp(prefix="sipdisp-scale-")
     try:
@@ -48,7 +53,7 @@ def main():
             with open(cfg, "w") as f:
                 f.write(f'[server]\nlisten = ["udp:127.0.0.1:{port}"]\nworkers = 1\ndatapath = "io_uring"\n'
                         f'[admin]\nlisten = "127.0.0.1:{admin}"\n'
-                        f'[dispatcher]\nlist_file = "dispatcher.list"\nreload_delta = 0\n'
+                        f'[dispatcher]\nlist_file = "dispatcher.list"\nreload_delta = 0\n{extra}'
                         f'[[route]]\nselect = "1=4"\n')
             log = open(os.path.join(work, f"{n}.log"), "w")
             p = run.start([run.SIPDISP, "run", "--config", cfg], log)

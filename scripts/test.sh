@@ -37,3 +37,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked
 fi
+# The README's commands, run as written (builds the release binary the README uses).
+echo "== README commands"
+python3 scripts/readme_check.py

@@ -280,6 +280,7 @@ pub fn check(path: &Path) -> CheckReport {
         }
         Err(ListLoadError::List(e)) => {
             report.errors.extend(e.0.into_iter().map(Problem::List));
+            report.warnings.extend(e.1.into_iter().map(Problem::List));
         }
         Err(e @ ListLoadError::Io { .. }) => report.errors.push(Problem::ListIo(e.to_string())),
     }

@@ -127,9 +127,13 @@ fn fractional_seconds(c: &mut Ctx<'_>, k: &str, v: &Value<'_>) -> Option<std::ti
                 None
             }
         },
-        _ => c
+        DeValue::Integer(_) => c
             .int(k, v, 0..=86_400)
             .map(|n| std::time::Duration::from_secs(n.unsigned_abs())),
+        _ => {
+            c.wrong_type(v, k, "a number of seconds (decimals allowed, e.g. 0.5)");
+            None
+        }
     }
 }
 
@@ -349,6 +353,11 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+        let e = parse("ds_ping_interval = \"5\"").unwrap_err().to_string();
+        assert!(
+            e.contains("expected a number of seconds (decimals allowed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -93,7 +93,8 @@ impl<'s> Ctx<'s> {
         );
     }
 
-    fn wrong_type(&mut self, v: &Value<'_>, key: &str, expected: &'static str) {
+    /// Reports that `v` has the wrong TOML type: `expected` says what would have been right.
+    pub fn wrong_type(&mut self, v: &Value<'_>, key: &str, expected: &'static str) {
         let got = type_name(v.get_ref());
         self.error(&v.span(), key, ErrorKind::WrongType { expected, got });
     }

@@ -229,26 +229,20 @@ fn listen_list(ctx: &mut Ctx<'_>, key: &str, v: &Value<'_>) -> Option<Vec<Listen
         return None;
     }
     let mut out: Vec<Listen> = Vec::with_capacity(items.len());
-    let mut ok = true;
     for (s, span) in items {
         match parse_listen(&s) {
-            Ok(l) if out.contains(&l) => {
-                ctx.bad(&span, key, "each address once", &s);
-                ok = false;
-            }
+            Ok(l) if out.contains(&l) => ctx.bad(&span, key, "each address once", &s),
             Ok(l) => out.push(l),
             Err(Some(proto)) => {
                 let why = format!("{proto} listeners are not supported yet (only udp): {s:?}");
                 ctx.error(&span, key, ErrorKind::Unsupported(why));
-                ok = false;
             }
-            Err(None) => {
-                ctx.bad(&span, key, LISTEN_FORM, &format!("{s:?}"));
-                ok = false;
-            }
+            Err(None) => ctx.bad(&span, key, LISTEN_FORM, &format!("{s:?}")),
         }
     }
-    ok.then_some(out)
+    // The good addresses are kept even when others are bad (the errors already fail the
+    // load), so checks that depend on them — `advertise` for a wildcard — still run.
+    (!out.is_empty()).then_some(out)
 }
 
 pub(crate) fn read_server(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Server {

@@ -306,6 +306,14 @@ const ERROR_CASES: &[(&str, &str, &[&str])] = &[
         &["sipdisp.toml:2:10: server.advertise: a listen address is unspecified"],
     ),
     (
+        "a bad listen address does not hide the missing advertise",
+        "[server]\nlisten = [\"0.0.0.0:5060\", \"127.0.0.1:99999\"]\n",
+        &[
+            "sipdisp.toml:2:10: server.advertise: a listen address is unspecified",
+            "sipdisp.toml:2:27: server.listen: expected [udp:]IP[:port]",
+        ],
+    ),
+    (
         "bad datapath",
         "[server]\ndatapath = \"uring\"\n",
         &[
@@ -531,6 +539,20 @@ fn check_reports_list_errors_and_route_warnings() {
     assert!(
         errors[0].starts_with(&format!("{list}:2: uri:")),
         "{errors:#?}"
+    );
+    // The line that fails the load does not hide the others' problems.
+    let warnings: Vec<String> = r.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with(&format!("{list}:3: "))),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with(&format!("{list}:4: "))),
+        "{warnings:#?}"
     );
 
     std::fs::write(

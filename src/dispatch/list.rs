@@ -99,9 +99,11 @@ pub struct ListError {
     pub kind: ListErrorKind,
 }
 
-/// Every error that made a load fail (never empty).
+/// Every error that made a load fail (`.0`, never empty), and the warnings found on the way
+/// (`.1`: destinations that would have been skipped), so one pass reports every problem.
+/// Display shows the errors only.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListErrors(pub Vec<ListError>);
+pub struct ListErrors(pub Vec<ListError>, pub Vec<ListError>);
 
 impl fmt::Display for ListErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -228,7 +230,7 @@ pub fn parse_list(
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(ListErrors(errors))
+        Err(ListErrors(errors, out.warnings))
     }
 }
 
