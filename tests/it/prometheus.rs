@@ -56,6 +56,27 @@ fn query(prom: SocketAddr, q: &str) -> Result<usize, String> {
     })
 }
 
+/// Runs an instant query; returns the label sets of the resulting series.
+fn series(prom: SocketAddr, q: &str) -> Result<Vec<serde_json::Value>, String> {
+    let (status, body) =
+        http10(prom, &format!("/api/v1/query?query={}", encode(q))).ok_or("no answer")?;
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    if status != 200 || v["status"] != "success" {
+        return Err(body);
+    }
+    Ok(v["data"]["result"]
+        .as_array()
+        .map(|a| a.iter().map(|r| r["metric"].clone()).collect())
+        .unwrap_or_default())
+}
+
+/// The dashboard's variables substituted: `instance` and `set` as Grafana's "All" would match.
+fn all(expr: &str) -> String {
+    grafana(expr)
+        .replace("$instance", ".+")
+        .replace("$set", ".+")
+}
+
 /// Grafana's interval variables, as Grafana would substitute them.
 fn grafana(expr: &str) -> String {
     expr.replace("$__rate_interval", "1m")
@@ -63,9 +84,13 @@ fn grafana(expr: &str) -> String {
         .replace("$__range", "5m")
 }
 
-fn dashboard_exprs() -> Vec<String> {
+fn dashboard() -> serde_json::Value {
     let text = std::fs::read_to_string(repo("packaging/grafana/sipdisp.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
+    serde_json::from_str(&text).expect("dashboard is JSON")
+}
+
+fn dashboard_exprs() -> Vec<String> {
+    let v = dashboard();
     let mut out = Vec::new();
     for p in v["panels"].as_array().expect("panels") {
         for t in p["targets"].as_array().expect("targets") {
@@ -109,6 +134,104 @@ fn metric_names(expr: &str) -> Vec<String> {
     names
 }
 
+/// Metrics that carry a `set` label: dashboard queries on them must filter on `$set`.
+const SET_LABELLED: &[&str] = &[
+    "sipdisp_destination_",
+    "sipdisp_probe_rtt_seconds",
+    "sipdisp_probes_sent_total",
+    "sipdisp_probe_replies_total",
+    "sipdisp_probe_timeouts_total",
+    "sipdisp_probe_send_failures_total",
+];
+
+/// What a fleet dashboard must be, read from the JSON alone (issue 15).
+#[test]
+fn dashboard_json_is_provisionable_and_fleet_ready() {
+    let d = dashboard();
+    let mut bad = Vec::new();
+    assert!(
+        d.get("__inputs").is_none(),
+        "import-time inputs stay empty under file provisioning"
+    );
+    let vars = d["templating"]["list"].as_array().expect("templating.list");
+    let var = |n: &str| vars.iter().find(|v| v["name"] == n).cloned();
+    assert_eq!(
+        var("datasource").map(|v| v["type"].clone()),
+        Some("datasource".into())
+    );
+    assert_eq!(
+        var("datasource").map(|v| v["query"].clone()),
+        Some("prometheus".into())
+    );
+    for n in ["instance", "set"] {
+        let v = var(n).unwrap_or_else(|| panic!("no `{n}` variable"));
+        assert_eq!(v["type"], "query", "{n}");
+        assert_eq!(v["includeAll"], true, "{n}");
+        assert_eq!(v["datasource"]["uid"], "${datasource}", "{n}");
+    }
+    for p in d["panels"].as_array().unwrap() {
+        let title = p["title"].as_str().unwrap_or("?");
+        if p["datasource"]["uid"] != "${datasource}" {
+            bad.push(format!("{title}: panel datasource {}", p["datasource"]));
+        }
+        if p["fieldConfig"]["defaults"]["unit"]
+            .as_str()
+            .is_none_or(str::is_empty)
+        {
+            bad.push(format!("{title}: no unit"));
+        }
+        let targets = p["targets"].as_array().unwrap();
+        let exprs: Vec<&str> = targets.iter().filter_map(|t| t["expr"].as_str()).collect();
+        for t in targets {
+            if t["datasource"]["uid"] != "${datasource}" {
+                bad.push(format!("{title}: target datasource {}", t["datasource"]));
+            }
+        }
+        for e in &exprs {
+            if !e.contains("instance=~\"$instance\"") {
+                bad.push(format!("{title}: {e}: does not filter on $instance"));
+            }
+            if SET_LABELLED.iter().any(|m| e.contains(m)) && !e.contains("set=~\"$set\"") {
+                bad.push(format!("{title}: {e}: does not filter on $set"));
+            }
+        }
+        if exprs.iter().any(|e| e.contains("rate("))
+            && exprs.iter().any(|e| e.contains("increase("))
+        {
+            bad.push(format!("{title}: mixes rate and increase"));
+        }
+        if p["type"] == "table" && targets.len() > 1 {
+            let joined = p["transformations"].as_array().is_some_and(|ts| {
+                ts.iter()
+                    .any(|t| t["id"] == "merge" || t["id"] == "joinByField")
+            });
+            if !joined {
+                bad.push(format!(
+                    "{title}: {} table queries without a join",
+                    targets.len()
+                ));
+            }
+        }
+    }
+    // Up/down is coloured, not a bare 0/1.
+    let up = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["targets"][0]["expr"]
+                .as_str()
+                .is_some_and(|e| e.contains("sipdisp_destination_up"))
+        })
+        .expect("an up/down panel");
+    let maps = up["fieldConfig"]["defaults"]["mappings"].to_string();
+    assert!(
+        maps.contains("\"red\"") && maps.contains("\"green\""),
+        "{maps}"
+    );
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
 #[test]
 fn dashboard_and_rules_query_real_data() {
     for tool in ["prometheus", "promtool"] {
@@ -138,6 +261,13 @@ fn dashboard_and_rules_query_real_data() {
     list.push_str(&format!("2 sip:127.0.0.1:{dead} 0\n"));
     let admin = free_tcp_port();
     let lb = Sipdisp::start(&health_config(admin, "", ""), &list);
+    // A second instance (sets 1 and 3, all live), so a query that sums instances shows.
+    let live2 = Responder::start("127.0.0.1:0");
+    let admin2 = free_tcp_port();
+    let lb2 = Sipdisp::start(
+        &health_config(admin2, "", ""),
+        &format!("1 sip:{} 0\n3 sip:{} 0\n", live2.addr, live[0].addr),
+    );
     let client = Client::new("127.0.0.1:0");
     for i in 0..5 {
         let m = client.request(
@@ -156,7 +286,7 @@ fn dashboard_and_rules_query_real_data() {
     let cfg = dir.write(
         "prometheus.yml",
         &format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: sipdisp\n    static_configs:\n      - targets: ['127.0.0.1:{admin}']\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: sipdisp\n    static_configs:\n      - targets: ['127.0.0.1:{admin}', '127.0.0.1:{admin2}']\n",
             rules.display()
         ),
     );
@@ -175,10 +305,10 @@ fn dashboard_and_rules_query_real_data() {
             .spawn()
             .expect("spawn prometheus"),
     );
-    // Wait (≤ 60 s) for at least 5 scrapes.
+    // Wait (≤ 60 s) for at least 5 scrapes of each instance.
     let end = Instant::now() + Duration::from_secs(60);
     loop {
-        if query(prom, "count_over_time(sipdisp_build_info[1m]) >= 5") == Ok(1) {
+        if query(prom, "count_over_time(sipdisp_build_info[1m]) >= 5") == Ok(2) {
             break;
         }
         assert!(
@@ -187,19 +317,61 @@ fn dashboard_and_rules_query_real_data() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert_eq!(query(prom, "up{job=\"sipdisp\"} == 1"), Ok(1));
+    assert_eq!(query(prom, "up{job=\"sipdisp\"} == 1"), Ok(2));
 
     let mut failures = Vec::new();
     let dash = dashboard_exprs();
     assert!(dash.len() >= 20, "{dash:?}");
+    let first = format!("127.0.0.1:{admin}");
     for e in &dash {
-        match query(prom, &grafana(e)) {
-            Ok(n) if n > 0 => {}
-            r => failures.push(format!("dashboard: {e}: {r:?}")),
+        // With every instance selected: data, and each series names its instance (only the
+        // heatmap, `by (le)`, aggregates what is selected).
+        match series(prom, &all(e)) {
+            Ok(s) if s.is_empty() => failures.push(format!("dashboard: {e}: no data")),
+            Ok(s) => {
+                if !e.contains("by (le)") && s.iter().any(|m| m.get("instance").is_none()) {
+                    failures.push(format!("dashboard: {e}: sums instances together"));
+                }
+            }
+            Err(r) => failures.push(format!("dashboard: {e}: {r}")),
+        }
+        // With one instance selected: nothing from the other.
+        let one = grafana(e)
+            .replace("$instance", &first)
+            .replace("$set", ".+");
+        match series(prom, &one) {
+            Ok(s) => {
+                if s.iter()
+                    .any(|m| m.get("instance").is_some_and(|i| *i != *first))
+                {
+                    failures.push(format!("dashboard: {e}: leaks another instance"));
+                }
+            }
+            Err(r) => failures.push(format!("dashboard: {e}: {r}")),
+        }
+    }
+    // The variable queries, `label_values(METRIC{…}, LABEL)`, as Grafana runs them.
+    for v in dashboard()["templating"]["list"].as_array().unwrap() {
+        let Some(q) = v["query"]["query"].as_str() else {
+            continue;
+        };
+        let inner = q
+            .strip_prefix("label_values(")
+            .and_then(|r| r.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("{q}: expected label_values(metric, label)"));
+        let (metric, label) = inner.rsplit_once(',').unwrap();
+        let promql = all(&format!("group by ({}) ({metric})", label.trim()));
+        let want = if v["name"] == "instance" { 2 } else { 3 };
+        match query(prom, &promql) {
+            Ok(n) if n == want => {}
+            r => failures.push(format!(
+                "variable {}: {promql}: {r:?}, want {want}",
+                v["name"]
+            )),
         }
     }
     let rule_list = rule_exprs();
-    assert_eq!(rule_list.len(), 6, "{rule_list:?}");
+    assert_eq!(rule_list.len(), 7, "{rule_list:?}");
     for e in &rule_list {
         if let Err(r) = query(prom, e) {
             failures.push(format!("rule: {e}: {r}"));
@@ -235,6 +407,25 @@ fn dashboard_and_rules_query_real_data() {
     assert_eq!(
         query(prom, "ALERTS{alertname=\"SipdispSetAllDown\",set=\"1\"}"),
         Ok(0)
+    );
+    // Stop the second instance: the instance-down alert goes pending for it alone.
+    assert_eq!(
+        query(prom, "ALERTS{alertname=\"SipdispInstanceDown\"}"),
+        Ok(0)
+    );
+    drop(lb2);
+    let q = format!("ALERTS{{alertname=\"SipdispInstanceDown\",instance=\"127.0.0.1:{admin2}\"}}");
+    let end = Instant::now() + Duration::from_secs(20);
+    while query(prom, &q) != Ok(1) {
+        assert!(
+            Instant::now() < end,
+            "SipdispInstanceDown did not go pending"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        query(prom, "ALERTS{alertname=\"SipdispInstanceDown\"}"),
+        Ok(1)
     );
     drop(lb);
 }
