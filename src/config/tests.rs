@@ -736,3 +736,44 @@ fn check_resolves_host_names_as_run_does() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// Keys the docs tell an operator to change exist (issue 15: `socket_buffer` did not), and
+/// the scrape example uses the shipped admin port (it said 9060).
+#[test]
+fn docs_name_real_keys_and_the_shipped_admin_port() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let known: Vec<&str> = [
+        super::server::SERVER_KEYS,
+        super::server::ADMIN_KEYS,
+        super::dispatcher::DISPATCHER_KEYS,
+        super::route::ROUTE_KEYS,
+        super::tm::TM_KEYS,
+        super::pike::PIKE_KEYS,
+    ]
+    .concat();
+    let mut bad = Vec::new();
+    for doc in ["README.md", "docs/operations.md", "docs/architecture.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for verb in ["raise `", "set `", "lower `", "shorten `"] {
+            for (i, _) in text.match_indices(verb) {
+                let rest = &text[i + verb.len()..];
+                let key = rest.split('`').next().unwrap_or("");
+                let key = key.split_whitespace().next().unwrap_or("");
+                if !known.contains(&key) {
+                    bad.push(format!("{doc}: {verb}{key}`: not a configuration key"));
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+    let shipped = Config::load(&root.join("sysconfig/sipdisp.toml")).unwrap();
+    let admin = shipped
+        .admin
+        .listen
+        .expect("the shipped file enables [admin]");
+    let ops = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    assert!(
+        ops.contains(&format!("targets: ['{admin}']")),
+        "docs/operations.md scrapes another address than the shipped {admin}"
+    );
+}
