@@ -146,6 +146,24 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "send_buffer_size",
 ];
 
+/// Shortest admin token accepted: 16 bytes, e.g. `openssl rand -hex 16` (32 characters).
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Refuses a token shorter than [`MIN_TOKEN_LEN`] (a guessable bearer token on an exposed
+/// admin port is no protection). The token itself is never echoed, only its length.
+fn short_token(c: &mut Ctx<'_>, k: &str, v: &Value<'_>, token: &str) -> Option<()> {
+    if token.len() >= MIN_TOKEN_LEN {
+        return Some(());
+    }
+    c.bad(
+        &v.span(),
+        k,
+        "a token of at least 16 characters (e.g. `openssl rand -hex 16`)",
+        &format!("{} characters", token.len()),
+    );
+    None
+}
+
 pub(crate) const ADMIN_KEYS: &[&str] = &["listen", "token", "token_file"];
 
 const LISTEN_FORM: &str = "[udp:]IP[:port], e.g. \"udp:0.0.0.0:5060\" or \"[::1]:5060\"";
@@ -368,16 +386,16 @@ pub(crate) fn read_admin(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, dir: &Path) -> Ad
     });
     let token = ctx.at(t, "token", |c, k, v| {
         let s = c.string(k, v)?;
-        if s.trim().is_empty() {
-            c.bad(&v.span(), k, "a non-empty token", "\"\"");
-            return None;
-        }
+        short_token(c, k, v, s.trim())?;
         Some(s)
     });
     let file = ctx.at(t, "token_file", |c, k, v| {
         let p = dir.join(c.string(k, v)?);
         match std::fs::read_to_string(&p) {
-            Ok(s) if !s.trim().is_empty() => Some((p, s.trim().to_owned())),
+            Ok(s) if !s.trim().is_empty() => {
+                short_token(c, k, v, s.trim())?;
+                Some((p, s.trim().to_owned()))
+            }
             Ok(_) => {
                 c.bad(
                     &v.span(),

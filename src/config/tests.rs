@@ -63,7 +63,7 @@ send_buffer_size = 65536
 
 [admin]
 listen = "0.0.0.0:9090"
-token = "s3cret"
+token = "s3cret-s3cret-s3cret"
 
 [dispatcher]
 list_file = "lists/gw.list"
@@ -145,8 +145,8 @@ fn full_config() {
     );
 
     assert_eq!(c.admin.listen, Some("0.0.0.0:9090".parse().unwrap()));
-    assert_eq!(c.admin.token, Some(Secret("s3cret".into())));
-    assert!(!format!("{:?}", c.admin).contains("s3cret"));
+    assert_eq!(c.admin.token, Some(Secret("s3cret-s3cret-s3cret".into())));
+    assert!(!format!("{:?}", c.admin).contains("s3cret-s3cret-s3cret"));
 
     let d = &c.dispatcher;
     assert_eq!(d.list_file, Path::new("/etc/sipdisp/lists/gw.list"));
@@ -410,7 +410,7 @@ const ERROR_CASES: &[(&str, &str, &[&str])] = &[
     ),
     (
         "admin token and token_file",
-        "[admin]\ntoken = \"a\"\ntoken_file = \"/nonexistent/token\"\n",
+        "[admin]\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\ntoken_file = \"/nonexistent/token\"\n",
         &[
             "sipdisp.toml:2:9: admin.token: give either `token` or `token_file`, not both",
             "sipdisp.toml:3:14: admin.token_file: cannot read /nonexistent/token",
@@ -497,7 +497,7 @@ fn temp_dir(name: &str) -> PathBuf {
 #[test]
 fn load_reads_the_file_and_token_file() {
     let d = temp_dir("load");
-    std::fs::write(d.join("admin.token"), "  tok\n").unwrap();
+    std::fs::write(d.join("admin.token"), "  0123456789abcdef\n").unwrap();
     let cfg = d.join("sipdisp.toml");
     std::fs::write(
         &cfg,
@@ -505,7 +505,16 @@ fn load_reads_the_file_and_token_file() {
     )
     .unwrap();
     let c = Config::load(&cfg).unwrap();
-    assert_eq!(c.admin.token, Some(Secret("tok".into())));
+    assert_eq!(c.admin.token, Some(Secret("0123456789abcdef".into())));
+    // A short token is refused, from the file or inline, without echoing it.
+    std::fs::write(d.join("admin.token"), "tok\n").unwrap();
+    let e = Config::load(&cfg).unwrap_err().to_string();
+    assert!(
+        e.contains("admin.token_file: expected a token of at least 16 characters")
+            && e.contains("got 3 characters"),
+        "{e}"
+    );
+    assert!(!e.contains("tok\n") && !e.contains("\"tok\""), "{e}");
     assert_eq!(c.admin.token_file, Some(d.join("admin.token")));
     let missing = d.join("missing.toml");
     let e = Config::load(&missing).unwrap_err();

@@ -417,21 +417,27 @@ fn ctl(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn token_and_sipdisp_ctl() {
-    let s = start(LIST, "token = \"s3cret\"", "reload_delta = 0");
+    let s = start(LIST, "token = \"s3cret-s3cret-s3cret\"", "reload_delta = 0");
     let a = s.admin;
     let url = format!("http://{a}");
     // no token / wrong token: 401 from the HTTP layer
     assert_eq!(post(a, None, "{}").0, 401);
     assert_eq!(post(a, Some("nope"), "{}").0, 401);
     assert_eq!(
-        rpc_token(a, Some("s3cret"), "core.uptime", json!([])).0,
+        rpc_token(a, Some("s3cret-s3cret-s3cret"), "core.uptime", json!([])).0,
         200
     );
     let (code, _, err) = ctl(&["--admin", &url, "dispatcher.list"]);
     assert_eq!(code, 1);
     assert!(err.contains("401"), "{err}");
 
-    let (code, out, err) = ctl(&["--admin", &url, "--token", "s3cret", "dispatcher.list"]);
+    let (code, out, err) = ctl(&[
+        "--admin",
+        &url,
+        "--token",
+        "s3cret-s3cret-s3cret",
+        "dispatcher.list",
+    ]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "2 sets, 3 destinations", "{out}");
@@ -448,7 +454,7 @@ fn token_and_sipdisp_ctl() {
         "{out}"
     );
 
-    let tf = s._dir.write("token", "s3cret\n");
+    let tf = s._dir.write("token", "s3cret-s3cret-s3cret\n");
     let (code, out, _) = ctl(&[
         "--admin",
         &url,
@@ -466,7 +472,7 @@ fn token_and_sipdisp_ctl() {
     // --config: address and token from the configuration file
     let cfg = s._dir.write(
         "ctl.toml",
-        &format!("[admin]\nlisten = \"{a}\"\ntoken = \"s3cret\"\n"),
+        &format!("[admin]\nlisten = \"{a}\"\ntoken = \"s3cret-s3cret-s3cret\"\n"),
     );
     let c = cfg.to_str().unwrap();
     let (code, out, err) = ctl(&[
