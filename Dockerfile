@@ -16,10 +16,9 @@ FROM debian:bookworm-slim
 RUN useradd --system --no-create-home --shell /usr/sbin/nologin sipdisp \
  && mkdir -p /etc/sipdisp && chown sipdisp:sipdisp /etc/sipdisp
 COPY --from=build /src/target/release/sipdisp /usr/bin/sipdisp
-COPY sysconfig/sipdisp.toml sysconfig/dispatcher.list /etc/sipdisp/
-# In a container the default loopback listener is useless: listen on every address and
-# advertise the container's name (override with a mounted configuration).
-RUN sed -i 's|^listen = .*|listen = ["udp:0.0.0.0:5060"]\nadvertise = "sipdisp"|' /etc/sipdisp/sipdisp.toml
+# In a container the default loopback listener is useless: the container's configuration
+# listens on every address and advertises the container's name (mount your own to change it).
+COPY packaging/container/sipdisp.toml sysconfig/dispatcher.list /etc/sipdisp/
 USER sipdisp
 EXPOSE 5060/udp
 ENTRYPOINT ["/usr/bin/sipdisp"]

@@ -786,3 +786,32 @@ fn docs_name_real_keys_and_the_shipped_admin_port() {
         "docs/operations.md scrapes another address than the shipped {admin}"
     );
 }
+
+/// The container image's configuration (issue 14: the Dockerfile's `sed` broke the shipped
+/// one) checks clean with the shipped list beside it, as the image lays them out.
+#[test]
+fn container_config_checks_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let d = temp_dir("container");
+    std::fs::copy(
+        root.join("packaging/container/sipdisp.toml"),
+        d.join("sipdisp.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("sysconfig/dispatcher.list"),
+        d.join("dispatcher.list"),
+    )
+    .unwrap();
+    let r = check(&d.join("sipdisp.toml"));
+    assert!(
+        r.ok() && r.warnings.is_empty(),
+        "{:#?} {:#?}",
+        r.errors,
+        r.warnings
+    );
+    let c = r.config.unwrap();
+    assert!(c.server.listen[0].addr.ip().is_unspecified());
+    assert!(c.server.advertise.is_some());
+    std::fs::remove_dir_all(&d).unwrap();
+}
