@@ -12,6 +12,11 @@ command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
 command -v kamcmd >/dev/null 2>&1 || need+=(kamailio)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# The .deb install test (packaging/deb/test-install.sh).
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -40,3 +45,11 @@ fi
 # The README's commands, run as written (builds the release binary the README uses).
 echo "== README commands"
 python3 scripts/readme_check.py
+# The Debian package: built, lintian-clean, installed and booted in a Debian 12 root,
+# upgraded and purged (needs root for debootstrap and systemd-nspawn).
+echo "== .deb install test"
+if [ "$(id -u)" = 0 ]; then
+  bash packaging/deb/test-install.sh
+else
+  sudo bash packaging/deb/test-install.sh
+fi
