@@ -84,6 +84,7 @@ say "boot with systemd-nspawn"
 START=$SECONDS
 boot
 say "unit active after $((SECONDS - START)) s"
+say "systemd-analyze security: $(inside systemd-analyze security sipdisp.service --no-pager 2>/dev/null | tail -n1)"
 # The list the package ships: set 1 = 127.0.0.1:5070 and :5071; the uas run on the host.
 sipp -sn uas -i 127.0.0.1 -p 5070 -bg >/dev/null || true
 sipp -sn uas -i 127.0.0.1 -p 5071 -bg >/dev/null || true
