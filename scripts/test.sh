@@ -17,6 +17,10 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# The container test (packaging/container/test-image.sh).
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -52,4 +56,12 @@ if [ "$(id -u)" = 0 ]; then
   bash packaging/deb/test-install.sh
 else
   sudo bash packaging/deb/test-install.sh
+fi
+# The container image: built with buildah from the .deb, run under podman with the default
+# seccomp profile (mmsg) and with the shipped io_uring profile.
+echo "== container test"
+if [ "$(id -u)" = 0 ]; then
+  bash packaging/container/test-image.sh
+else
+  sudo bash packaging/container/test-image.sh
 fi
