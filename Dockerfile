@@ -5,7 +5,7 @@
 #
 # Docker's default seccomp profile refuses io_uring: sipdisp then falls back to
 # recvmmsg/sendmmsg and logs one line saying so. To use io_uring, run with the seccomp profile
-# described in packaging/docker/README.md (`--security-opt seccomp=...`).
+# packaging/container/seccomp-io_uring.json (`--security-opt seccomp=packaging/container/seccomp-io_uring.json`).
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
