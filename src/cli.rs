@@ -39,6 +39,14 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Print the manual page (roff) or a shell completion script, generated from this
+    /// command line's definition (used by the packaging).
+    #[command(hide = true)]
+    Generate {
+        /// `man`, or a shell: `bash`, `zsh`, `fish`.
+        #[arg(value_parser = ["man", "bash", "zsh", "fish"])]
+        what: String,
+    },
     /// Call a JSON-RPC method on a running sipdisp's admin listener (Kamailio method names,
     /// e.g. `dispatcher.list`, `dispatcher.set_state ip 1 sip:10.0.0.1:5060`,
     /// `dispatcher.reload`). Exit status 1 on a fault.
@@ -118,6 +126,20 @@ pub fn check_command(path: &Path) -> i32 {
     print_report(&report, &mut out, &mut err)
 }
 
+/// `sipdisp generate WHAT`: writes the man page or a completion script to `out`.
+pub fn generate(what: &str, out: &mut dyn Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let shell = match what {
+        "man" => return clap_mangen::Man::new(cmd).render(out),
+        "bash" => clap_complete::Shell::Bash,
+        "zsh" => clap_complete::Shell::Zsh,
+        _ => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "sipdisp", out);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +154,16 @@ mod tests {
         assert!(
             matches!(c.command, Command::Run { config } if config == Path::new(DEFAULT_CONFIG))
         );
+        let mut man = Vec::new();
+        generate("man", &mut man).unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(
+            man.contains(".TH sipdisp") && man.contains("check"),
+            "{man}"
+        );
+        let mut bash = Vec::new();
+        generate("bash", &mut bash).unwrap();
+        assert!(String::from_utf8(bash).unwrap().contains("complete -F"));
         let e = Cli::try_parse_from(["sipdisp", "--version"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
     }

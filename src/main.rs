@@ -16,6 +16,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => ExitCode::from(sipdisp::cli::check_command(&config) as u8),
+        Command::Generate { what } => {
+            match sipdisp::cli::generate(&what, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sipdisp: generate {what}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Ctl {
             admin,
             token,
