@@ -47,6 +47,17 @@ struct Loop {
     next_publish: Option<Instant>,
 }
 
+impl Loop {
+    /// Hands the state changes of routes' `mark` to health, which raises the events.
+    fn raise_marks(&mut self) {
+        let health = &self.health;
+        self.worker.take_marks(|m| {
+            let d = m.plane.snapshot.destination(m.pick);
+            health.raise(m.event, m.pick.set, &d.uri, d.flags());
+        });
+    }
+}
+
 impl netio::Handler for Loop {
     fn datagram(&mut self, now: Instant, d: &Datagram<'_>, out: &mut Outbox<'_>) {
         let pkt = Inbound {
@@ -59,12 +70,14 @@ impl netio::Handler for Loop {
         if let Verdict::ProbeReply { token, code } = v {
             self.health.on_reply(now, &self.plane, token, code);
         }
+        self.raise_marks();
     }
 
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
         if self.worker.poll_timeout().is_some_and(|t| now >= t) {
             self.worker
                 .handle_timeout(now, &self.plane, &mut OutboxSink(out));
+            self.raise_marks();
         }
         if now >= self.health.next_deadline() {
             let active = self.shared.ping_active.load(Ordering::Relaxed);

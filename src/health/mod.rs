@@ -31,7 +31,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
-use crate::dispatch::SetId;
+use crate::dispatch::{Event, Flags, SetId};
 use crate::proxy::{Listener, Plane, ProbeToken, Sink};
 
 pub use codes::ReplyCodes;
@@ -61,6 +61,8 @@ pub fn class_label(code: u16) -> &'static str {
 }
 
 const IGNORED_STALE: &str = "stale_generation";
+/// Most events raised outside the prober waiting for a tick ([`Health::raise`]).
+const MAX_PENDING: usize = 64;
 const IGNORED_UNKNOWN: &str = "unknown_probe";
 
 /// Buckets of the probe round-trip histogram (seconds).
@@ -163,6 +165,9 @@ struct Inner {
 /// something is due.
 pub struct Health {
     inner: Mutex<Inner>,
+    /// Events raised outside the prober (a route's `mark` after failovers), waiting for the
+    /// next tick; bounded by [`MAX_PENDING`].
+    pending: Mutex<Vec<Fired>>,
     epoch: Instant,
     wake_at: AtomicU64,
     metrics: ProbeMetrics,
@@ -177,10 +182,40 @@ impl Health {
                 prober: Prober::new(sockets, metrics.clone()),
                 hooks: HookRunner::new(event_hook, &metrics),
             }),
+            pending: Mutex::new(Vec::new()),
             epoch: Instant::now(),
             wake_at: AtomicU64::new(0),
             metrics,
         }
+    }
+
+    /// A destination state change made elsewhere (a route's `mark` after a failover, on a
+    /// worker): raised at the next tick like the prober's own events — log line,
+    /// `sipdisp_events_total`, `event_hook` (with `SIPDISP_CODE` 0: no keepalive reply caused
+    /// it). The worker only appends to a short queue (at most [`MAX_PENDING`]; beyond, the
+    /// event is only logged).
+    pub fn raise(&self, event: Event, set: SetId, uri: &[u8], flags: Flags) {
+        let f = Fired {
+            event,
+            set,
+            uri: String::from_utf8_lossy(uri).into_owned(),
+            flags,
+            code: 0,
+        };
+        let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= MAX_PENDING {
+            drop(q);
+            eprintln!(
+                "sipdisp: dispatcher:{} set={} uri={} (queue full, no hook run)",
+                event_name(f.event),
+                f.set.0,
+                f.uri
+            );
+            return;
+        }
+        q.push(f);
+        // Due now: the next tick of any worker takes it.
+        self.wake_at.store(0, Ordering::Relaxed);
     }
 
     /// The probing metrics.
@@ -222,6 +257,8 @@ impl Health {
         };
         let fired = inner.prober.tick(now, plane, active, sink);
         self.fire(&mut inner, &fired, now);
+        let raised = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        self.fire(&mut inner, &raised, now);
         inner.hooks.poll(now);
         self.schedule(&inner, now);
     }

@@ -46,6 +46,7 @@ pub use decide::{Decision, Forward, Hop, Reply};
 pub use edits::Forwarding;
 pub use keys::{Template, TemplateError};
 pub use route::{Action, Condition, Failover, Route, RouteTable, SourceSets, Target};
+pub use stateful::Marked;
 
 #[cfg(test)]
 mod network_tests {

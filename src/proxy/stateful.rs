@@ -41,6 +41,24 @@ pub(crate) struct Txn {
     flat: Vec<u8>,
     out: Vec<u8>,
     reply: Box<[u8; REPLY_CAPACITY]>,
+    /// State changes made by `mark` since the I/O loop last took them ([`Txn::take_marks`]);
+    /// bounded (a state change is rare: once per destination going down or up).
+    marks: arrayvec::ArrayVec<Marked, MAX_MARKS>,
+}
+
+/// Most state changes kept between two [`Txn::take_marks`] (one batch); more are logged only.
+const MAX_MARKS: usize = 16;
+
+/// A destination state change made by a route's `mark` after a failover (`ds_mark_dst`),
+/// for health to raise as a dst-down / dst-up event.
+#[derive(Clone)]
+pub struct Marked {
+    /// `DstDown` or `DstUp`.
+    pub event: crate::dispatch::Event,
+    /// The destination, in `plane`.
+    pub pick: crate::dispatch::Pick,
+    /// The plane the call ran on (a reload may have published another since).
+    pub plane: Arc<Plane>,
 }
 
 /// The caller-side key of a request (RFC 3261 §17.2.3): top Via branch and sent-by, and the
@@ -74,7 +92,13 @@ impl Txn {
             flat: Vec::with_capacity(SCRATCH),
             out: Vec::with_capacity(4096),
             reply: Box::new([0; REPLY_CAPACITY]),
+            marks: arrayvec::ArrayVec::new(),
         }
+    }
+
+    /// The state changes `mark` made since the last call (see [`Marked`]).
+    pub(crate) fn take_marks(&mut self) -> arrayvec::Drain<'_, Marked, MAX_MARKS> {
+        self.marks.drain(..)
     }
 
     /// The earliest timer among the shards this worker runs.
@@ -360,7 +384,15 @@ impl Txn {
                 Action::ForwardBest => forward_best(&mut e.stored, sink),
                 Action::ResendLast => resend_last(&e.stored, sink),
                 Action::Mark(n) => {
-                    mark(&e.stored, n, ctx.cfg);
+                    if let Some(m) = mark(&e.stored, n, ctx.cfg)
+                        && let Err(full) = self.marks.try_push(m)
+                    {
+                        eprintln!(
+                            "sipdisp: dispatcher event set={} not raised: more than {MAX_MARKS} \
+                             state changes in one batch",
+                            full.element().pick.set.0
+                        );
+                    }
                     Ok(())
                 }
                 Action::Confirmed => {
@@ -577,31 +609,23 @@ fn count_failover(st: &Stored, n: usize) {
     }
 }
 
-/// `ds_mark_dst` with the route's letters for branch `n`'s destination.
-fn mark(st: &Stored, n: usize, cfg: &ProxyConfig) {
-    let Some(letters) = cfg
+/// `ds_mark_dst` with the route's letters for branch `n`'s destination; the state change it
+/// caused, if any (health raises the event: log line, counter, `event_hook`).
+fn mark(st: &Stored, n: usize, cfg: &ProxyConfig) -> Option<Marked> {
+    let letters = cfg
         .routes
         .routes
         .get(st.route)
         .and_then(|r| r.failover.as_ref())
-        .and_then(|f| f.mark.as_deref())
-    else {
-        return;
-    };
-    if let (Some(p), Some((pick, _))) = (&st.plane, st.targets.get(n))
-        && let Ok(Some(ev)) = p.snapshot.mark_dst(*pick, Some(letters))
-    {
-        // A state change is rare (once per destination going down or up): logged like the
-        // prober's events. The event_hook is not run for it (it belongs to health).
-        let name = match ev {
-            crate::dispatch::Event::DstDown => "dst-down",
-            crate::dispatch::Event::DstUp => "dst-up",
-        };
-        eprintln!(
-            "sipdisp: dispatcher:{name} set={} uri={} (ds_mark_dst after a failover)",
-            pick.set.0,
-            String::from_utf8_lossy(&p.snapshot.destination(*pick).uri)
-        );
+        .and_then(|f| f.mark.as_deref())?;
+    let (p, (pick, _)) = (st.plane.as_ref()?, st.targets.get(n)?);
+    match p.snapshot.mark_dst(*pick, Some(letters)) {
+        Ok(Some(event)) => Some(Marked {
+            event,
+            pick: *pick,
+            plane: Arc::clone(p),
+        }),
+        _ => None,
     }
 }
 

@@ -11,7 +11,7 @@ use super::boundary::{Inbound, Sink};
 use super::decide::Hop;
 use super::decide::{self, Decider, Decision};
 use super::reply::REPLY_CAPACITY;
-use super::stateful::Txn;
+use super::stateful::{Marked, Txn};
 use super::stateless;
 use super::txn::{Fork, TxnTable};
 use super::verdict::{Counters, DropReason, Verdict, method_index};
@@ -80,6 +80,14 @@ impl Worker {
     /// ([`Counters::count_io`]).
     pub fn counters_mut(&mut self) -> &mut Counters {
         &mut self.counters
+    }
+
+    /// Destination state changes made by routes' `mark` since the last call (rare: a
+    /// destination going down or up after failovers), for the caller to raise as events.
+    pub fn take_marks(&mut self, mut each: impl FnMut(Marked)) {
+        if let Some(t) = &mut self.txn {
+            t.take_marks().for_each(&mut each);
+        }
     }
 
     /// The earliest instant at which [`Worker::handle_timeout`] has work (`None`: no timer

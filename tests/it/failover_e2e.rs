@@ -500,13 +500,52 @@ fn a_full_transaction_table_answers_503_with_retry_after() {
 fn mark_takes_a_failing_gateway_out_and_says_so() {
     let gw = gateways();
     let admin = free_tcp_port();
-    let cfg = config(admin, true).replace("failover = true\n", "failover = true\nmark = \"ip\"\n");
+    // The event hook runs for marks too, as for the prober's events (issue 12).
+    let dir = TempDir::new("mark-hook");
+    let hook_log = dir.path().join("hook.log");
+    let hook = dir.write(
+        "hook.sh",
+        &format!(
+            "#!/bin/sh\necho \"$SIPDISP_EVENT $SIPDISP_SET $SIPDISP_URI $SIPDISP_STATE\" >> {}\n",
+            hook_log.display()
+        ),
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&hook)
+        .status()
+        .unwrap();
+    let cfg = config(admin, true)
+        .replace("failover = true\n", "failover = true\nmark = \"ip\"\n")
+        .replace(
+            "flags = 2\n",
+            &format!("flags = 2\nevent_hook = \"{}\"\n", hook.display()),
+        );
     let lb = Sipdisp::start(&cfg, &gw.list);
     let out = sipp_uac("uac_dialog.xml", lb.addr(), 12, 20);
     let (ok, failed) = outcome(&out);
-    let addr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
     let (_, v) = crate::control_e2e::rpc(addr, "dispatcher.list", serde_json::json!([]));
+    // Hooks run in the background: wait (≤ 5 s) for both.
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    let downs = || {
+        std::fs::read_to_string(&hook_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("dst-down 1 sip:") && l.ends_with(" IP"))
+            .count()
+    };
+    while downs() < 2 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, metrics) = http(addr, "GET", "/metrics").unwrap();
     let (_, log) = lb.stop();
+    assert_eq!(downs(), 2, "{:?}", std::fs::read_to_string(&hook_log));
+    assert_eq!(
+        metric_value(&metrics, "sipdisp_events_total{event=\"dst-down\"}"),
+        Some(2.0),
+        "{metrics}"
+    );
     assert_eq!(
         (ok, failed),
         (12, 0),
