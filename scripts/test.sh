@@ -21,6 +21,9 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v runc >/dev/null 2>&1 || need+=(runc)
+# The appliance test (packaging/appliance/).
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+command -v bc >/dev/null 2>&1 || need+=(bc)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -65,3 +68,12 @@ if [ "$(id -u)" = 0 ]; then
 else
   sudo bash packaging/container/test-image.sh
 fi
+# The appliance: built from Debian packages and the .deb, booted in qemu (TCG), calls from
+# the host through it.
+echo "== appliance test"
+if [ "$(id -u)" = 0 ]; then
+  bash packaging/appliance/build.sh
+else
+  sudo bash packaging/appliance/build.sh
+fi
+bash packaging/appliance/test-boot.sh
