@@ -45,7 +45,7 @@ sipp -sn uas -i 127.0.0.1 -p 5071 -bg >/dev/null || true
 START=$(date +%s.%N)
 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 1024 -smp 2 -snapshot \
   -kernel "$OUT/vmlinuz" -initrd "$OUT/initrd.img" \
-  -append "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
+  -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.show_status=1" \
   -drive "file=$OUT/root.img,if=virtio,format=raw" \
   -drive "file=$WORK/seed.img,if=virtio,format=raw" \
   -netdev "user,id=n0,hostfwd=udp:127.0.0.1:15060-:5060,hostfwd=tcp:127.0.0.1:19090-:9090" \
@@ -70,8 +70,19 @@ echo "appliance-test: SIP answered $(printf '%.0f' "$BOOT") s after qemu started
 timeout 120 sipp -sn uac 127.0.0.1:15060 -i 127.0.0.1 -p 5085 -m 50 -r 10 -nostdin \
   -trace_stat -stf "$WORK/uac.csv" >"$WORK/uac.log" 2>&1 || fail "sipp uac: $(tail -n 5 "$WORK/uac.log")"
 echo "appliance-test: $(tail -n1 "$WORK/uac.csv" | awk -F';' '{print $16}') successful calls through the appliance"
-curl -sf -H "Authorization: Bearer $TOKEN" 127.0.0.1:19090/metrics | grep -q '^sipdisp_destination_up' \
-  || fail "/metrics from the host"
+# Scrapes through qemu's user-mode TCP forward (slow under TCG): a few tries.
+scrape() { # $1: port, $2: expected line start, rest: curl options
+  local port=$1 want=$2
+  shift 2
+  for _ in $(seq 1 60); do
+    if curl -sf -m 10 "$@" "127.0.0.1:$port/metrics" 2>/dev/null | grep -q "^$want"; then
+      return 0
+    fi
+    sleep 1
+  done
+  return 1
+}
+scrape 19090 sipdisp_destination_up -H "Authorization: Bearer $TOKEN" || fail "/metrics from the host"
 echo "appliance-test: /metrics scraped from the host"
 echo "appliance-test: image $(du -m --apparent-size "$OUT/root.img" | cut -f1) MB ($(du -m "$OUT/root.img" | cut -f1) MB used), kernel+initrd $(( ($(stat -c %s "$OUT/vmlinuz") + $(stat -c %s "$OUT/initrd.img")) / 1048576 )) MB"
 echo "appliance-test: ok"
