@@ -502,19 +502,7 @@ fn mark_takes_a_failing_gateway_out_and_says_so() {
     let admin = free_tcp_port();
     // The event hook runs for marks too, as for the prober's events (issue 12).
     let dir = TempDir::new("mark-hook");
-    let hook_log = dir.path().join("hook.log");
-    let hook = dir.write(
-        "hook.sh",
-        &format!(
-            "#!/bin/sh\necho \"$SIPDISP_EVENT $SIPDISP_SET $SIPDISP_URI $SIPDISP_STATE\" >> {}\n",
-            hook_log.display()
-        ),
-    );
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&hook)
-        .status()
-        .unwrap();
+    let (hook, hook_log) = dir.event_hook();
     let cfg = config(admin, true)
         .replace("failover = true\n", "failover = true\nmark = \"ip\"\n")
         .replace(

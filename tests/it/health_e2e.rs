@@ -54,19 +54,7 @@ fn invites(r: &Responder) -> usize {
 #[test]
 fn dead_backend_is_detected_skipped_and_comes_back() {
     let dir = TempDir::new("health");
-    let hook_log = dir.path().join("hook.log");
-    let hook = dir.write(
-        "hook.sh",
-        &format!(
-            "#!/bin/sh\necho \"$SIPDISP_EVENT $SIPDISP_SET $SIPDISP_URI $SIPDISP_STATE\" >> {}\n",
-            hook_log.display()
-        ),
-    );
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&hook)
-        .status()
-        .unwrap();
+    let (hook, hook_log) = dir.event_hook();
     let backends: Vec<Responder> = (0..3).map(|_| Responder::start("127.0.0.1:0")).collect();
     let list: String = backends
         .iter()

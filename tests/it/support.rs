@@ -37,6 +37,25 @@ impl TempDir {
         std::fs::write(&p, text).unwrap();
         p
     }
+
+    /// An executable `event_hook` script here that appends
+    /// "EVENT SET URI STATE" per run to the returned log file: (script, log).
+    pub fn event_hook(&self) -> (PathBuf, PathBuf) {
+        let log = self.0.join("hook.log");
+        let hook = self.write(
+            "hook.sh",
+            &format!(
+                "#!/bin/sh\necho \"$SIPDISP_EVENT $SIPDISP_SET $SIPDISP_URI $SIPDISP_STATE\" >> {}\n",
+                log.display()
+            ),
+        );
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&hook)
+            .status()
+            .unwrap();
+        (hook, log)
+    }
 }
 
 impl Drop for TempDir {
