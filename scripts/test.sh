@@ -24,6 +24,7 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 # The appliance test (packaging/appliance/).
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 command -v bc >/dev/null 2>&1 || need+=(bc)
+command -v sfdisk >/dev/null 2>&1 || need+=(fdisk)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

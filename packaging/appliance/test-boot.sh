@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=target/appliance
-[ -f "$OUT/root.img" ] || { echo "appliance-test: run packaging/appliance/build.sh first" >&2; exit 1; }
+[ -f "$OUT/disk.img" ] || { echo "appliance-test: run packaging/appliance/build.sh first" >&2; exit 1; }
 WORK=$OUT/test
 rm -rf "$WORK" && mkdir -p "$WORK/seed"
 TOKEN=appliance-test-token-0123456789
@@ -44,11 +44,9 @@ sipp -sn uas -i 127.0.0.1 -p 5070 -bg >/dev/null || true
 sipp -sn uas -i 127.0.0.1 -p 5071 -bg >/dev/null || true
 START=$(date +%s.%N)
 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 1024 -smp 2 -snapshot \
-  -kernel "$OUT/vmlinuz" -initrd "$OUT/initrd.img" \
-  -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.show_status=1" \
-  -drive "file=$OUT/root.img,if=virtio,format=raw" \
+  -drive "file=$OUT/disk.img,if=virtio,format=raw" \
   -drive "file=$WORK/seed.img,if=virtio,format=raw" \
-  -netdev "user,id=n0,hostfwd=udp:127.0.0.1:15060-:5060,hostfwd=tcp:127.0.0.1:19090-:9090" \
+  -netdev "user,id=n0,hostfwd=udp:127.0.0.1:15060-:5060,hostfwd=tcp:127.0.0.1:19090-:9090,hostfwd=tcp:127.0.0.1:19100-:9100" \
   -device virtio-net-pci,netdev=n0 \
   -display none -serial "file:$WORK/serial.log" -monitor none &
 QEMU=$!
@@ -75,7 +73,9 @@ scrape() { # $1: port, $2: expected line start, rest: curl options
   local port=$1 want=$2
   shift 2
   for _ in $(seq 1 60); do
-    if curl -sf -m 10 "$@" "127.0.0.1:$port/metrics" 2>/dev/null | grep -q "^$want"; then
+    # Not `grep -q`: it would stop reading at the first match and, under pipefail, curl's
+    # broken pipe would fail a good scrape of a large page.
+    if curl -sf -m 10 "$@" "127.0.0.1:$port/metrics" 2>/dev/null | grep "^$want" >/dev/null; then
       return 0
     fi
     sleep 1
@@ -84,5 +84,7 @@ scrape() { # $1: port, $2: expected line start, rest: curl options
 }
 scrape 19090 sipdisp_destination_up -H "Authorization: Bearer $TOKEN" || fail "/metrics from the host"
 echo "appliance-test: /metrics scraped from the host"
-echo "appliance-test: image $(du -m --apparent-size "$OUT/root.img" | cut -f1) MB ($(du -m "$OUT/root.img" | cut -f1) MB used), kernel+initrd $(( ($(stat -c %s "$OUT/vmlinuz") + $(stat -c %s "$OUT/initrd.img")) / 1048576 )) MB"
+scrape 19100 node_boot_time_seconds || fail "node exporter /metrics from the host"
+echo "appliance-test: node exporter scraped from the host"
+echo "appliance-test: disk image $(du -m --apparent-size "$OUT/disk.img" | cut -f1) MB ($(du -m "$OUT/disk.img" | cut -f1) MB used)"
 echo "appliance-test: ok"
