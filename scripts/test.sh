@@ -12,6 +12,12 @@ command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
 command -v kamcmd >/dev/null 2>&1 || need+=(kamailio)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# Database sources (tests/it/db_e2e.rs): real servers and Kamailio's database modules.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v mariadbd >/dev/null 2>&1 || need+=(mariadb-server)
+for m in sqlite postgres mysql; do
+  [ -e "/usr/lib/x86_64-linux-gnu/kamailio/modules/db_$m.so" ] || need+=("kamailio-$m-modules")
+done
 # The .deb install test (packaging/deb/test-install.sh).
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
@@ -36,7 +42,7 @@ fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # No module of src/ imports one that imports it back (the shared tool, when checked out
 # beside the repository as in CI).
 if [ -f ../shared/tools/circles.py ]; then
@@ -45,10 +51,10 @@ if [ -f ../shared/tools/circles.py ]; then
 fi
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
-  cargo test --workspace --locked --doc
+  cargo nextest run --workspace --all-features --locked --no-fail-fast
+  cargo test --workspace --all-features --locked --doc
 else
-  cargo test --workspace --locked
+  cargo test --workspace --all-features --locked
 fi
 # The README's commands, run as written (builds the release binary the README uses).
 echo "== README commands"

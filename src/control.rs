@@ -22,8 +22,7 @@
 //! `ds_load_mode` says (Kamailio answers "Ok" and adds nothing); `persist_rpc_changes` writes
 //! add/remove back to the list file (Kamailio never does).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -33,8 +32,10 @@ use std::net::SocketAddr;
 
 use crate::dispatch::attrs::Attrs;
 
-use crate::dispatch::{Carry, DispatchParams, ListEntry, LoadHooks, SetId, Snapshot, parse_list};
+use crate::dispatch::{Carry, DispatchParams, ListEntry, LoadHooks, LoadedList, Snapshot};
 use crate::plane::{Plane, Shared, successor};
+use crate::source::db::NewRow;
+use crate::source::{Source, SourceError};
 
 /// Why a control operation was refused. [`ControlError::message`] is Kamailio's fault text;
 /// [`ControlError::details`] says what exactly was wrong.
@@ -132,7 +133,7 @@ pub type PublishHook = Box<dyn Fn(&Arc<Plane>) + Send + Sync>;
 /// serialising lock.
 pub struct Control {
     shared: Arc<Shared>,
-    list_file: PathBuf,
+    source: Source,
     params: DispatchParams,
     persist: bool,
     /// Listen addresses that `socket=` attributes must name (empty: not checked).
@@ -153,18 +154,18 @@ fn count(p: &Plane) -> (usize, usize) {
 }
 
 impl Control {
-    /// A control plane publishing into `shared`, for `list_file` (as loaded at start) with
-    /// these parameters; `persist`: write add/remove back to the file.
+    /// A control plane publishing into `shared`, for `source` (as loaded at start) with
+    /// these parameters; `persist`: write add/remove back to the source.
     pub fn new(
         shared: Arc<Shared>,
-        list_file: PathBuf,
+        source: Source,
         params: DispatchParams,
         persist: bool,
     ) -> Control {
-        let seen = mtime(&list_file);
+        let seen = source.list_file().and_then(mtime);
         Control {
             shared,
-            list_file,
+            source,
             params,
             persist,
             listen: Vec::new(),
@@ -180,26 +181,27 @@ impl Control {
         self
     }
 
+    /// Runs `f` with the load hooks of this control plane (socket and DNS checks when the
+    /// listen addresses are known, as at start).
+    fn with_hooks<T>(&self, f: impl FnOnce(&LoadHooks<'_>) -> T) -> T {
+        if self.listen.is_empty() {
+            return f(&LoadHooks::default());
+        }
+        let local = |s: &[u8]| crate::proxy::socket_attr_is_local(s, &self.listen);
+        let resolves = |h: &[u8], p: Option<u16>| crate::plane::resolve_host(h, p).is_some();
+        f(&LoadHooks {
+            socket_is_local: Some(&local),
+            host_resolves: Some(&resolves),
+        })
+    }
+
     fn parse(
         &self,
         name: &str,
         text: &[u8],
         params: &DispatchParams,
-    ) -> Result<crate::dispatch::LoadedList, crate::dispatch::ListErrors> {
-        if self.listen.is_empty() {
-            return parse_list(name, text, params, &LoadHooks::default());
-        }
-        let local = |s: &[u8]| crate::proxy::socket_attr_is_local(s, &self.listen);
-        let resolves = |h: &[u8], p: Option<u16>| crate::plane::resolve_host(h, p).is_some();
-        parse_list(
-            name,
-            text,
-            params,
-            &LoadHooks {
-                socket_is_local: Some(&local),
-                host_resolves: Some(&resolves),
-            },
-        )
+    ) -> Result<LoadedList, crate::dispatch::ListErrors> {
+        self.with_hooks(|h| crate::dispatch::parse_list(name, text, params, h))
     }
 
     /// Calls `hook` with every plane published from now on (after it is stored).
@@ -221,9 +223,9 @@ impl Control {
         Arc::clone(&self.shared)
     }
 
-    /// The list file.
-    pub fn list_file(&self) -> &Path {
-        &self.list_file
+    /// The destination source.
+    pub fn source(&self) -> &Source {
+        &self.source
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -246,22 +248,22 @@ impl Control {
         Ok(())
     }
 
-    /// `dispatcher.reload` / SIGHUP / the watcher: re-reads the list file and swaps the plane;
-    /// on any error the current plane stays.
+    /// `dispatcher.reload` / SIGHUP / the watcher / a database notification: re-reads the
+    /// source and swaps the plane; on any error (including an unreachable database) the
+    /// current plane stays.
     pub fn reload(&self) -> Result<Outcome, ControlError> {
         let mut inner = self.lock();
         self.admit(&mut inner, Instant::now())?;
-        let seen = mtime(&self.list_file);
-        let text = std::fs::read(&self.list_file).map_err(|e| {
-            ControlError::Reload(vec![format!(
-                "cannot read {}: {e}",
-                self.list_file.display()
-            )])
-        })?;
-        let name = self.list_file.display().to_string();
+        let seen = self.source.list_file().and_then(mtime);
+        let name = self.source.name();
         let loaded = self
-            .parse(&name, &text, &self.params)
-            .map_err(|e| ControlError::Reload(e.0.iter().map(ToString::to_string).collect()))?;
+            .with_hooks(|h| self.source.load(&self.params, h))
+            .map_err(|e| match e {
+                SourceError::Unavailable(why) => ControlError::Reload(vec![why]),
+                SourceError::Invalid(e) => {
+                    ControlError::Reload(e.0.iter().map(ToString::to_string).collect())
+                }
+            })?;
         let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
         let old = self.shared.plane.load_full();
         let carry = Carry::for_reload(self.params.retain_state);
@@ -285,7 +287,7 @@ impl Control {
 
     /// Rebuilds the plane from `entries` (Kamailio's add/remove rebuild) and swaps it.
     fn rebuild(&self, old: &Plane, entries: Vec<ListEntry>) -> Outcome {
-        let name = self.list_file.display().to_string();
+        let name = self.source.name();
         let carry = Carry::for_rebuild(self.params.retain_state);
         let mut warnings = Vec::new();
         let plane = successor(old, &entries, &self.params, carry, &name, &mut warnings);
@@ -319,9 +321,15 @@ impl Control {
         entry.flags = flags;
         entry.priority = priority;
         if self.persist {
-            let line = format!("{set} {} {flags} {priority} {attrs}", uri.trim());
-            self.persist_with(&mut inner, |text| with_added(text, line.trim_end()))
-                .map_err(fail)?;
+            let row = NewRow {
+                set,
+                uri: uri.trim(),
+                flags,
+                priority,
+                attrs,
+            };
+            self.source.persist_add(&row).map_err(fail)?;
+            inner.seen = self.source.list_file().and_then(mtime);
         }
         let old = self.shared.plane.load_full();
         let mut entries = current_entries(&old.snapshot);
@@ -340,11 +348,10 @@ impl Control {
         let fail = |why: String| ControlError::Remove(vec![why]);
         let target = self.checked_entry(set, uri).map_err(fail)?;
         if self.persist {
-            let params = self.params.clone();
-            self.persist_with(&mut inner, |text| {
-                with_removed(text, SetId(set), &target.uri, &params)
-            })
-            .map_err(fail)?;
+            self.source
+                .persist_remove(set, &target.uri, &self.params)
+                .map_err(fail)?;
+            inner.seen = self.source.list_file().and_then(mtime);
         }
         let old = self.shared.plane.load_full();
         let entries = current_entries(&old.snapshot)
@@ -386,31 +393,17 @@ impl Control {
         }
     }
 
-    fn persist_with(
-        &self,
-        inner: &mut Inner,
-        edit: impl FnOnce(&[u8]) -> Vec<u8>,
-    ) -> Result<(), String> {
-        let path = &self.list_file;
-        let text =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        write_atomic(path, &edit(&text))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        inner.seen = mtime(path);
-        Ok(())
-    }
-
     /// For the watcher: true when the list file's modification time differs from the one
     /// last loaded or written.
     fn changed_on_disk(&self) -> bool {
-        let now = mtime(&self.list_file);
+        let now = self.source.list_file().and_then(mtime);
         now.is_some() && now != self.lock().seen
     }
 
     /// Marks the file's current modification time as seen (after a failed reload, so a broken
     /// file is reported once, not every second).
     fn mark_seen(&self) {
-        let m = mtime(&self.list_file);
+        let m = self.source.list_file().and_then(mtime);
         self.lock().seen = m;
     }
 }
@@ -462,59 +455,6 @@ fn current_entries(s: &Snapshot) -> Vec<ListEntry> {
         }
     }
     out
-}
-
-/// The list file with `line` appended (a newline added first when the file lacks one).
-pub fn with_added(text: &[u8], line: &str) -> Vec<u8> {
-    let mut out = text.to_vec();
-    if !out.is_empty() && !out.ends_with(b"\n") {
-        out.push(b'\n');
-    }
-    out.extend_from_slice(line.as_bytes());
-    out.push(b'\n');
-    out
-}
-
-/// The list file without the lines that define a destination of `set` whose stored URI is
-/// byte-equal to `uri`; comments, blank lines and every other line are kept as they are.
-pub fn with_removed(text: &[u8], set: SetId, uri: &[u8], params: &DispatchParams) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    for line in text.split_inclusive(|&c| c == b'\n') {
-        let drop = parse_list("x", line, params, &LoadHooks::default())
-            .is_ok_and(|l| l.entries.iter().any(|e| e.set == set && &*e.uri == uri));
-        if !drop {
-            out.extend_from_slice(line);
-        }
-    }
-    out
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory (same file
-/// system), flushed to disk, permissions copied from the old file, then renamed over it.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or("list".into(), |n| n.to_string_lossy());
-    let tmp = dir.join(format!(".{name}.sipdisp-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        if let Ok(m) = std::fs::metadata(path) {
-            std::fs::set_permissions(&tmp, m.permissions())?;
-        }
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Runs a reload for a log-only trigger (SIGHUP, the watcher) and logs the outcome.
@@ -577,6 +517,106 @@ pub fn spawn_watcher(
         })
 }
 
+/// How long notifications are gathered before one reload runs (a provisioning transaction
+/// burst becomes one reload).
+#[cfg(feature = "postgres")]
+const NOTIFY_DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// `db_notify_channel` (PostgreSQL): a thread that `LISTEN`s on the channel and reloads after
+/// each burst of notifications (debounced by [`NOTIFY_DEBOUNCE`]; a reload refused by
+/// `reload_delta` runs as soon as the slot frees). A lost connection is retried with backoff
+/// (1 s doubling to 10 s) and, once back, reloads once, since changes may have been missed.
+/// Does nothing (returns `None`) when the source has no channel. Stops when `stop` is set.
+#[cfg(feature = "postgres")]
+pub fn spawn_notify_listener(
+    control: Arc<Control>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<Option<thread::JoinHandle<()>>> {
+    use crate::source::db::Notifications;
+    let Source::Db(db) = control.source().clone() else {
+        return Ok(None);
+    };
+    let Some(channel) = db.notify_channel.clone() else {
+        return Ok(None);
+    };
+    let handle = thread::Builder::new()
+        .name("sipdisp-notify".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_secs(1);
+            let mut connected_before = false;
+            let mut down_logged = false;
+            while !stop.load(Ordering::Relaxed) {
+                let mut listener = match Notifications::listen(&db) {
+                    Ok(Some(l)) => l,
+                    Ok(None) => return,
+                    Err(e) => {
+                        if !down_logged {
+                            eprintln!("sipdisp: database notifications unavailable: {e}");
+                            down_logged = true;
+                        }
+                        sleep_unless_stopped(backoff, &stop);
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        continue;
+                    }
+                };
+                eprintln!("sipdisp: listening for database notifications on channel {channel}");
+                backoff = Duration::from_secs(1);
+                down_logged = false;
+                // After an outage changes may have been missed: reload once.
+                let mut due = connected_before.then(Instant::now);
+                connected_before = true;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(at) = due
+                        && Instant::now() >= at
+                    {
+                        due = match control.reload() {
+                            Ok(o) => {
+                                eprintln!(
+                                    "sipdisp: reloaded (database notification): {} sets, {} \
+                                     destinations",
+                                    o.sets, o.destinations
+                                );
+                                None
+                            }
+                            Err(ControlError::Ongoing { wait }) => Some(Instant::now() + wait),
+                            Err(e) => {
+                                eprintln!(
+                                    "sipdisp: reload (database notification) refused, old \
+                                     list kept: {e}"
+                                );
+                                None
+                            }
+                        };
+                    }
+                    let timeout = due.map_or(Duration::from_millis(500), |at| {
+                        at.saturating_duration_since(Instant::now())
+                            .clamp(Duration::from_millis(1), Duration::from_millis(500))
+                    });
+                    match listener.wait(timeout) {
+                        Ok(true) => {
+                            let at = Instant::now() + NOTIFY_DEBOUNCE;
+                            due = Some(due.unwrap_or(at));
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            eprintln!("sipdisp: database notifications lost: {e}; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        })?;
+    Ok(Some(handle))
+}
+
+#[cfg(feature = "postgres")]
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,46 +632,10 @@ mod tests {
     }
 
     #[test]
-    fn rewriting_keeps_comments_and_other_lines() {
-        let p = DispatchParams::default();
-        let text = b"# head\n1 sip:a 0 0 duid=x # c\n\n2 sip:a\n1 SIP:A\n1 a.example:5070\n1 sip:b";
-        let out = with_removed(text, SetId(1), b"sip:a", &p);
-        assert_eq!(
-            out,
-            b"# head\n\n2 sip:a\n1 SIP:A\n1 a.example:5070\n1 sip:b"
-        );
-        // the address is compared as stored: `a.example:5070` was stored with `sip:`
-        let out = with_removed(&out, SetId(1), b"sip:a.example:5070", &p);
-        assert_eq!(out, b"# head\n\n2 sip:a\n1 SIP:A\n1 sip:b");
-        let out = with_added(&out, "3 sip:c 0 0 weight=5");
-        assert_eq!(
-            out,
-            b"# head\n\n2 sip:a\n1 SIP:A\n1 sip:b\n3 sip:c 0 0 weight=5\n"
-        );
-        assert_eq!(with_added(b"", "1 sip:x"), b"1 sip:x\n");
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_leaves_no_temp() {
-        let dir = std::env::temp_dir().join(format!("sipdisp-ctl-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("d.list");
-        std::fs::write(&p, "old\n").unwrap();
-        write_atomic(&p, b"new\n").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"new\n");
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names.len(), 1, "{names:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
     fn rate_limit_shared_and_taken_before_work() {
         let c = Control::new(
             test_shared(),
-            PathBuf::from("/nonexistent/d.list"),
+            Source::File("/nonexistent/d.list".into()),
             DispatchParams::default(),
             false,
         );
@@ -643,7 +647,7 @@ mod tests {
         assert!(c.admit(&mut i, t0 + Duration::from_secs(5)).is_ok());
         let c0 = Control::new(
             test_shared(),
-            PathBuf::from("x"),
+            Source::File("x".into()),
             DispatchParams {
                 reload_delta: Duration::ZERO,
                 ..Default::default()
@@ -658,7 +662,7 @@ mod tests {
     fn addresses_are_normalised_like_list_lines() {
         let c = Control::new(
             test_shared(),
-            PathBuf::from("x"),
+            Source::File("x".into()),
             DispatchParams::default(),
             false,
         );

@@ -37,3 +37,4 @@ pub mod health;
 pub mod netio;
 pub mod plane;
 pub mod proxy;
+pub mod source;

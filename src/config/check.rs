@@ -1,40 +1,33 @@
-//! `sipdisp check`: the configuration, the list file it names, and how they fit together.
+//! `sipdisp check`: the configuration, the destination source it names (list file or
+//! database table), and how they fit together.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::dispatch::{Algorithm, ListError, ListErrors, LoadHooks, LoadedList, SetId, parse_list};
+use crate::dispatch::{Algorithm, ListError, ListErrors, LoadHooks, LoadedList, SetId};
+use crate::source::SourceError;
 
 use super::error::{ConfigError, ErrorKind};
 use super::route::Action;
 use super::{Config, Route};
 
-/// Why the list file could not be loaded.
+/// Why the destination source could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ListLoadError {
-    /// The file could not be read.
-    #[error("{}: cannot read: {error}", path.display())]
-    Io {
-        /// The list file.
-        path: PathBuf,
-        /// The I/O error, as text.
-        error: String,
-    },
-    /// Lines that fail the load (every one, `file:line: field: …`).
+    /// The file or database could not be read (what and why, as text).
+    #[error("{0}")]
+    Io(String),
+    /// Lines or rows that fail the load (every one, `file:line: field: …` or
+    /// `table … id N: field: …`).
     #[error("{0}")]
     List(ListErrors),
 }
 
-/// Reads and parses `config.dispatcher.list_file` with the configured parameters. Errors and
-/// warnings name the file as the configuration resolved it.
+/// Reads and checks the configured destination source (list file, or database table with its
+/// version check) with the configured parameters. Errors and warnings name the file as the
+/// configuration resolved it, or the table and the database.
 pub fn load_list(config: &Config) -> Result<LoadedList, ListLoadError> {
-    let path = &config.dispatcher.list_file;
-    let text = std::fs::read(path).map_err(|e| ListLoadError::Io {
-        path: path.clone(),
-        error: e.to_string(),
-    })?;
-    let name = path.display().to_string();
     let listen: Vec<std::net::SocketAddr> = config.server.listen.iter().map(|l| l.addr).collect();
     let local = |s: &[u8]| crate::proxy::socket_attr_is_local(s, &listen);
     let resolves = |h: &[u8], p: Option<u16>| crate::plane::resolve_host(h, p).is_some();
@@ -42,7 +35,14 @@ pub fn load_list(config: &Config) -> Result<LoadedList, ListLoadError> {
         socket_is_local: Some(&local),
         host_resolves: Some(&resolves),
     };
-    parse_list(&name, &text, &config.dispatcher.params, &hooks).map_err(ListLoadError::List)
+    config
+        .dispatcher
+        .source()
+        .load(&config.dispatcher.params, &hooks)
+        .map_err(|e| match e {
+            SourceError::Unavailable(why) => ListLoadError::Io(why),
+            SourceError::Invalid(e) => ListLoadError::List(e),
+        })
 }
 
 /// One problem found by [`check`].
@@ -77,8 +77,8 @@ pub struct Summary {
     pub workers: usize,
     /// `auto`, `io_uring` or `mmsg` as configured (the probe result is the caller's).
     pub datapath: &'static str,
-    /// The list file.
-    pub list_file: PathBuf,
+    /// The destination source (list file, or table and database).
+    pub source: String,
     /// Destinations per set, by set id.
     pub sets: Vec<(SetId, usize)>,
     /// One line per route, in order.
@@ -115,7 +115,7 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "list: {} ({} sets, {total} destinations)",
-            self.list_file.display(),
+            self.source,
             self.sets.len()
         )?;
         for (set, n) in &self.sets {
@@ -148,7 +148,7 @@ fn route_problems(
     errors: &mut Vec<Problem>,
     out: &mut Vec<Problem>,
 ) {
-    let list = config.dispatcher.list_file.display();
+    let list = config.dispatcher.source().name();
     let mut catch_all: Option<&str> = None;
     for r in &config.routes {
         if let Some(prev) = catch_all {
@@ -272,7 +272,7 @@ pub fn check(path: &Path) -> CheckReport {
                     crate::netio::DatapathChoice::IoUring => "io_uring",
                     crate::netio::DatapathChoice::Mmsg => "mmsg",
                 },
-                list_file: config.dispatcher.list_file.clone(),
+                source: config.dispatcher.source().name(),
                 sets: sets.into_iter().collect(),
                 routes: config.routes.iter().map(|r| r.to_string()).collect(),
             });
@@ -282,7 +282,7 @@ pub fn check(path: &Path) -> CheckReport {
             report.errors.extend(e.0.into_iter().map(Problem::List));
             report.warnings.extend(e.1.into_iter().map(Problem::List));
         }
-        Err(e @ ListLoadError::Io { .. }) => report.errors.push(Problem::ListIo(e.to_string())),
+        Err(ListLoadError::Io(why)) => report.errors.push(Problem::ListIo(why)),
     }
     report.config = Some(config);
     report

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::dispatch::{DispatchParams, HashFailover};
+use crate::source::db::{Columns, is_identifier};
+use crate::source::{DbSource, DbUrl, Source};
 
 use super::error::ErrorKind;
 use super::read::{Ctx, Table, Value};
@@ -27,8 +29,21 @@ pub struct Dispatcher {
     /// (polled once a second). Default false.
     pub watch_list_file: bool,
     /// `persist_rpc_changes` (sipdisp): write `dispatcher.add`/`remove` back to the list file
-    /// (atomically, comments kept). Default false, as Kamailio.
+    /// (atomically, comments kept) or the database table. Default false, as Kamailio.
     pub persist_rpc_changes: bool,
+    /// `db_url` with `table_name`, the `*_col` parameters and `ds_db_extra_attrs`: the database
+    /// source that replaces `list_file`. Default none.
+    pub db: Option<DbSource>,
+}
+
+impl Dispatcher {
+    /// The destination source: the database when `db_url` is set, else the list file.
+    pub fn source(&self) -> Source {
+        match &self.db {
+            Some(d) => Source::Db(Box::new(d.clone())),
+            None => Source::File(self.list_file.clone()),
+        }
+    }
 }
 
 impl Dispatcher {
@@ -41,6 +56,7 @@ impl Dispatcher {
             event_hook: None,
             watch_list_file: false,
             persist_rpc_changes: false,
+            db: None,
         }
     }
 }
@@ -82,15 +98,21 @@ pub(crate) const DISPATCHER_KEYS: &[&str] = &[
     "retain_state",
     "watch_list_file",
     "persist_rpc_changes",
+    "db_url",
+    "table_name",
+    "id_col",
+    "setid_col",
+    "destination_col",
+    "flags_col",
+    "priority_col",
+    "attrs_col",
+    "ds_db_extra_attrs",
+    "db_notify_channel",
 ];
 
 /// Kamailio parameters that are deliberately absent, with the reason shown to the operator.
 pub(crate) fn kamailio_only(name: &str) -> Option<String> {
     let why = match name {
-        "db_url" | "table_name" | "setid_col" | "destination_col" | "flags_col"
-        | "priority_col" | "attrs_col" | "ds_db_extra_attrs" => {
-            "sipdisp reads destinations from `list_file` only (no database)"
-        }
         "setid_pvname" | "attrs_pvname" | "xavp_dst_mode" | "xavp_ctx_mode" => {
             "sipdisp has no script variables; routes replace the script"
         }
@@ -99,6 +121,109 @@ pub(crate) fn kamailio_only(name: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("Kamailio parameter `{name}`: {why}"))
+}
+
+/// `db_url` and what goes with it; `None` without `db_url` (the other keys are then errors).
+fn read_db(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, dir: &Path) -> Option<DbSource> {
+    let ident = |c: &mut Ctx<'_>, k: &str, v: &Value<'_>| {
+        let s = c.string(k, v)?;
+        if !is_identifier(&s) {
+            c.bad(
+                &v.span(),
+                k,
+                "an SQL name: letters, digits and '_'",
+                &format!("{s:?}"),
+            );
+            return None;
+        }
+        Some(s)
+    };
+    let url = ctx.at(t, "db_url", |c, k, v| {
+        let s = c.string(k, v)?;
+        let url = match DbUrl::parse(&s, dir) {
+            Ok(u) => u,
+            Err(want) => {
+                c.bad(&v.span(), k, want, &format!("{s:?}"));
+                return None;
+            }
+        };
+        let (feature, built) = url.driver();
+        if !built {
+            let why = format!(
+                "this sipdisp was built without the {feature} driver (build with \
+                 `--features {feature}`)"
+            );
+            c.error(&v.span(), k, ErrorKind::Unsupported(why));
+            return None;
+        }
+        Some(url)
+    });
+    let mut columns = Columns::default();
+    let mut table = "dispatcher".to_string();
+    let keys: [(&str, &mut String); 7] = [
+        ("table_name", &mut table),
+        ("id_col", &mut columns.id),
+        ("setid_col", &mut columns.setid),
+        ("destination_col", &mut columns.destination),
+        ("flags_col", &mut columns.flags),
+        ("priority_col", &mut columns.priority),
+        ("attrs_col", &mut columns.attrs),
+    ];
+    let mut given = Vec::new();
+    for (key, slot) in keys {
+        if let Some(s) = ctx.at(t, key, ident) {
+            *slot = s;
+            given.push(key);
+        }
+    }
+    let extra_attrs = ctx
+        .at(t, "ds_db_extra_attrs", |c, k, v| {
+            let s = c.string(k, v)?;
+            let mut out = Vec::new();
+            for part in s.split(';').filter(|p| !p.is_empty()) {
+                match part.split_once('=') {
+                    Some((a, col)) if !a.is_empty() && is_identifier(col) => {
+                        out.push((a.to_string(), col.to_string()));
+                    }
+                    _ => {
+                        let want = "`attribute=column` pairs separated by `;`";
+                        c.bad(&v.span(), k, want, &format!("{s:?}"));
+                        return None;
+                    }
+                }
+            }
+            Some(out)
+        })
+        .inspect(|_| given.push("ds_db_extra_attrs"))
+        .unwrap_or_default();
+    let notify = ctx.at(t, "db_notify_channel", ident);
+    if notify.is_some() {
+        given.push("db_notify_channel");
+    }
+    let Some(url) = url else {
+        if t.get("db_url").is_none() {
+            for key in given {
+                let span = t.get(key).map_or(t.span.clone(), |v| v.span());
+                let why = format!("`{key}` needs `db_url` (the database source)");
+                ctx.error(&span, &t.key(key), ErrorKind::Conflict(why));
+            }
+        }
+        return None;
+    };
+    if notify.is_some() && !matches!(url, DbUrl::Postgres(_)) {
+        let span = t
+            .get("db_notify_channel")
+            .map_or(t.span.clone(), |v| v.span());
+        let why = "`db_notify_channel` needs a postgres:// `db_url` (LISTEN/NOTIFY)".to_string();
+        ctx.error(&span, &t.key("db_notify_channel"), ErrorKind::Conflict(why));
+    }
+    Some(DbSource {
+        url,
+        table,
+        columns,
+        extra_attrs,
+        notify_channel: notify,
+    })
 }
 
 fn sip_uri(c: &mut Ctx<'_>, k: &str, v: &Value<'_>) -> Option<String> {
@@ -292,6 +417,18 @@ pub(crate) fn read_dispatcher(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, dir: &Path) 
     }
     if let Some(b) = ctx.at(t, "persist_rpc_changes", Ctx::flag) {
         d.persist_rpc_changes = b;
+    }
+    d.db = read_db(ctx, t, dir);
+    if d.db.is_some() {
+        for key in ["list_file", "watch_list_file"] {
+            if let Some(v) = t.get(key) {
+                let why = format!(
+                    "`{key}` and `db_url` are alternatives (as in Kamailio): the destinations \
+                     come from the database"
+                );
+                ctx.error(&v.span(), &t.key(key), ErrorKind::Conflict(why));
+            }
+        }
     }
     if let Some(h) = ctx.at(t, "hash_failover", |c, k, v| {
         let s = c.string(k, v)?;

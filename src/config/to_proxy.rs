@@ -84,7 +84,7 @@ pub struct Settings {
     /// The proxy's behaviour (its `sockets` are filled in at start from the bound addresses).
     pub proxy: ProxyConfig,
     /// The destination list file.
-    pub list_file: PathBuf,
+    pub source: crate::source::Source,
     /// Dispatcher parameters.
     pub params: DispatchParams,
     /// The admin HTTP listener (`[admin] listen`) and its bearer token; `None` = no control
@@ -167,7 +167,7 @@ impl Settings {
             spread: cfg.server.spread,
             net,
             proxy: cfg.proxy_config(),
-            list_file: cfg.dispatcher.list_file.clone(),
+            source: cfg.dispatcher.source(),
             params: cfg.dispatcher.params.clone(),
             admin: cfg
                 .admin

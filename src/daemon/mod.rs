@@ -110,7 +110,7 @@ impl Running {
 /// everything is listening.
 pub fn start(settings: Settings) -> Result<Running, DaemonError> {
     let listen: Vec<SocketAddr> = settings.listen.iter().map(|l| l.addr).collect();
-    let (plane, warnings) = load_plane(&settings.list_file, &settings.params, &listen)?;
+    let (plane, warnings) = load_plane(&settings.source, &settings.params, &listen)?;
     for w in warnings {
         eprintln!("sipdisp: warning: {w}");
     }
@@ -163,7 +163,7 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
     let control = Arc::new(
         Control::new(
             Arc::clone(&shared),
-            settings.list_file.clone(),
+            settings.source.clone(),
             settings.params.clone(),
             settings.persist_rpc_changes,
         )
@@ -183,6 +183,12 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
         None => None,
     };
     let mut threads = Vec::new();
+    #[cfg(feature = "postgres")]
+    if let Some(t) = crate::control::spawn_notify_listener(Arc::clone(&control), Arc::clone(&stop))
+        .map_err(|e| DaemonError::Datapath(format!("cannot spawn notification listener: {e}")))?
+    {
+        threads.push(t);
+    }
     if settings.watch_list_file {
         let w = crate::control::spawn_watcher(Arc::clone(&control), Arc::clone(&stop))
             .map_err(|e| DaemonError::Datapath(format!("cannot spawn list watcher: {e}")))?;

@@ -85,19 +85,50 @@ pub enum ListErrorKind {
     /// Attribute warning (destination kept).
     #[error("attrs: {0}")]
     Attr(AttrWarning),
+    /// A database column held a value of the wrong type (the whole load fails, as a value
+    /// out of range does in a list file).
+    #[error("{column}: expected {expected}, got {got}")]
+    Column {
+        /// The column (its configured name).
+        column: String,
+        /// What the column must hold.
+        expected: &'static str,
+        /// What it held.
+        got: String,
+    },
+    /// A database row whose destination is NULL (skipped, or the load fails with
+    /// `ds_load_mode=1`, as a bad URI).
+    #[error("{0}: expected a destination URI, got NULL")]
+    NullUri(String),
+    /// A database row whose set id is NULL: read as set 0, as Kamailio does (warning).
+    #[error("{0}: NULL, read as set 0 (as Kamailio)")]
+    NullSet(String),
 }
 
-/// One problem, located.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {kind}")]
+/// One problem, located: `file:line: …` for a list file, `table id N: …` for a database row.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListError {
-    /// File name as given by the caller.
+    /// File name as given by the caller (for a database row: the table and its source).
     pub file: String,
-    /// 1-based line.
+    /// 1-based line (for a database row: the row's id).
     pub line: u32,
+    /// True when `line` is a database row id.
+    pub row: bool,
     /// What was wrong.
     pub kind: ListErrorKind,
 }
+
+impl fmt::Display for ListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.row {
+            write!(f, "{} id {}: {}", self.file, self.line, self.kind)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.kind)
+        }
+    }
+}
+
+impl std::error::Error for ListError {}
 
 /// Every error that made a load fail (`.0`, never empty), and the warnings found on the way
 /// (`.1`: destinations that would have been skipped), so one pass reports every problem.
@@ -186,6 +217,7 @@ pub fn parse_list(
         let err = |kind| ListError {
             file: file.to_owned(),
             line,
+            row: false,
             kind,
         };
         if raw.len() > MAX_LINE {
@@ -194,38 +226,174 @@ pub fn parse_list(
         }
         match parse_line(raw, params) {
             Ok(None) => {}
-            Ok(Some(p)) => {
-                let mut aw = Vec::new();
-                let attrs = Attrs::parse(p.attrs, params.ds_attrs_none, &mut aw);
-                out.warnings
-                    .extend(aw.into_iter().map(|w| err(ListErrorKind::Attr(w))));
-                let checked = check_uri(p.uri);
-                let refused = match &checked {
-                    Err(reason) => Some(ListErrorKind::BadUri {
-                        uri: String::from_utf8_lossy(p.uri).into_owned(),
-                        reason: *reason,
-                    }),
-                    Ok((uri, dest)) => socket_refused(&attrs, hooks)
-                        .map(ListErrorKind::Socket)
-                        .or_else(|| unresolved(uri, dest, p.flags, params, hooks)),
-                };
-                match (refused, checked) {
-                    (Some(kind), _) if params.ds_load_mode == 1 => errors.push(err(kind)),
-                    (Some(kind), _) => out.warnings.push(err(kind)),
-                    (None, Ok((uri, dest))) => out.entries.push(ListEntry {
-                        set: p.set,
-                        uri,
-                        dest,
-                        flags: p.flags,
-                        priority: p.priority,
-                        attrs,
-                        line,
-                    }),
-                    (None, Err(_)) => unreachable!("refused is Some when the URI failed"),
-                }
-            }
+            Ok(Some(p)) => accept(&p, line, params, hooks, &err, &mut out, &mut errors),
             Err(kinds) => errors.extend(kinds.into_iter().map(err)),
         }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ListErrors(errors, out.warnings))
+    }
+}
+
+/// A destination as read from one list line or one database row, before it is checked.
+pub struct RawEntry<'a> {
+    /// Set id.
+    pub set: SetId,
+    /// URI as written.
+    pub uri: &'a [u8],
+    /// Flags.
+    pub flags: u32,
+    /// Priority.
+    pub priority: i32,
+    /// Attribute string as written (may be empty).
+    pub attrs: &'a [u8],
+}
+
+/// Checks one destination exactly as a list line is checked (attributes, URI with the `sip:`
+/// retry, socket, resolution) and files it as an entry, a warning or an error by
+/// `ds_load_mode`.
+fn accept(
+    p: &RawEntry<'_>,
+    line: u32,
+    params: &DispatchParams,
+    hooks: &LoadHooks<'_>,
+    err: &dyn Fn(ListErrorKind) -> ListError,
+    out: &mut LoadedList,
+    errors: &mut Vec<ListError>,
+) {
+    let mut aw = Vec::new();
+    let attrs = Attrs::parse(p.attrs, params.ds_attrs_none, &mut aw);
+    out.warnings
+        .extend(aw.into_iter().map(|w| err(ListErrorKind::Attr(w))));
+    let checked = check_uri(p.uri);
+    let refused = match &checked {
+        Err(reason) => Some(ListErrorKind::BadUri {
+            uri: String::from_utf8_lossy(p.uri).into_owned(),
+            reason: *reason,
+        }),
+        Ok((uri, dest)) => socket_refused(&attrs, hooks)
+            .map(ListErrorKind::Socket)
+            .or_else(|| unresolved(uri, dest, p.flags, params, hooks)),
+    };
+    match (refused, checked) {
+        (Some(kind), _) if params.ds_load_mode == 1 => errors.push(err(kind)),
+        (Some(kind), _) => out.warnings.push(err(kind)),
+        (None, Ok((uri, dest))) => out.entries.push(ListEntry {
+            set: p.set,
+            uri,
+            dest,
+            flags: p.flags,
+            priority: p.priority,
+            attrs,
+            line,
+        }),
+        (None, Err(_)) => unreachable!("refused is Some when the URI failed"),
+    }
+}
+
+/// One row of a Kamailio `dispatcher` table as the database returned it (reference §2.7):
+/// `None` is SQL NULL; integer columns a table version lacks are `Some(0)`, a missing attrs
+/// column is `None`. `problems` carries column type errors found while reading the row.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    /// The row's id (names the row in errors).
+    pub id: i64,
+    /// Set id column.
+    pub set: Option<i64>,
+    /// Destination column.
+    pub uri: Option<Vec<u8>>,
+    /// Flags column.
+    pub flags: Option<i64>,
+    /// Priority column.
+    pub priority: Option<i64>,
+    /// Attrs column, with `ds_db_extra_attrs` already appended.
+    pub attrs: Option<Vec<u8>>,
+    /// Type errors in this row's columns (each fails the load).
+    pub problems: Vec<ListErrorKind>,
+}
+
+/// Column names, for messages about rows.
+#[derive(Debug, Clone, Copy)]
+pub struct RowColumns<'a> {
+    /// Set id column.
+    pub set: &'a str,
+    /// Destination column.
+    pub uri: &'a str,
+}
+
+/// Loads the rows of a database table, in the order the query returned them, with the list
+/// file's rules per destination (reference §2.7): a NULL destination or a URI that does not
+/// check is skipped (`ds_load_mode=0`) or fails the load (`1`); a set id, flags or priority
+/// out of range or of the wrong type fails the load as a list line's does; NULL set id is set
+/// 0 and NULL flags/priority are 0, as Kamailio reads them. `table` names the table in errors,
+/// which carry the row id.
+pub fn parse_rows(
+    table: &str,
+    cols: RowColumns<'_>,
+    rows: &[Row],
+    params: &DispatchParams,
+    hooks: &LoadHooks<'_>,
+) -> Result<LoadedList, ListErrors> {
+    let mut out = LoadedList::default();
+    let mut errors = Vec::new();
+    for r in rows {
+        let line = u32::try_from(r.id).unwrap_or(0);
+        let err = |kind| ListError {
+            file: table.to_owned(),
+            line,
+            row: true,
+            kind,
+        };
+        let before = errors.len();
+        errors.extend(r.problems.iter().cloned().map(err));
+        let set = match r.set {
+            None => {
+                out.warnings
+                    .push(err(ListErrorKind::NullSet(cols.set.into())));
+                0
+            }
+            Some(v) if (0..=i64::from(i32::MAX)).contains(&v) => v as u32,
+            Some(_) => {
+                errors.push(err(ListErrorKind::SetIdRange));
+                0
+            }
+        };
+        let flags = match r.flags.unwrap_or(0) {
+            v if (0..=i64::from(u32::MAX)).contains(&v) => v as u32,
+            _ => {
+                errors.push(err(ListErrorKind::FlagsRange));
+                0
+            }
+        };
+        let priority = match i32::try_from(r.priority.unwrap_or(0)) {
+            Ok(v) => v,
+            Err(_) => {
+                errors.push(err(ListErrorKind::PriorityRange));
+                0
+            }
+        };
+        if errors.len() > before {
+            continue;
+        }
+        let Some(uri) = &r.uri else {
+            let e = err(ListErrorKind::NullUri(cols.uri.into()));
+            if params.ds_load_mode == 1 {
+                errors.push(e);
+            } else {
+                out.warnings.push(e);
+            }
+            continue;
+        };
+        let raw = RawEntry {
+            set: SetId(set),
+            uri,
+            flags,
+            priority,
+            attrs: r.attrs.as_deref().unwrap_or_default(),
+        };
+        accept(&raw, line, params, hooks, &err, &mut out, &mut errors);
     }
     if errors.is_empty() {
         Ok(out)
@@ -256,6 +424,12 @@ fn unresolved(
         .then(|| ListErrorKind::Unresolved(String::from_utf8_lossy(host).into_owned()))
 }
 
+/// The URI as a list entry stores it (with `sip:` prepended when Kamailio's retry applies),
+/// or `None` when it is not a usable destination.
+pub fn normalize_uri(tok: &[u8]) -> Option<Box<[u8]>> {
+    check_uri(tok).ok().map(|(u, _)| u)
+}
+
 /// Checks a URI token, retrying with `sip:` as Kamailio does.
 fn check_uri(tok: &[u8]) -> Result<(Box<[u8]>, DestUri), UriError> {
     match uri::check(tok) {
@@ -274,18 +448,10 @@ fn check_uri(tok: &[u8]) -> Result<(Box<[u8]>, DestUri), UriError> {
     }
 }
 
-struct RawLine<'a> {
-    set: SetId,
-    uri: &'a [u8],
-    flags: u32,
-    priority: i32,
-    attrs: &'a [u8],
-}
-
 fn parse_line<'a>(
     b: &'a [u8],
     params: &DispatchParams,
-) -> Result<Option<RawLine<'a>>, Vec<ListErrorKind>> {
+) -> Result<Option<RawEntry<'a>>, Vec<ListErrorKind>> {
     let mut errs = Vec::new();
     let mut i = skip_blank(b, 0);
     if i == b.len() || b[i] == b'#' {
@@ -309,7 +475,7 @@ fn parse_line<'a>(
         i += 1;
     }
     let uri = &b[us..i];
-    let mut line = RawLine {
+    let mut line = RawEntry {
         set: SetId(set),
         uri,
         flags: 0,

@@ -37,8 +37,8 @@ pub use calls::CallLoadTable;
 pub use hash::{PartHasher, ds_hash};
 pub use latency::LatencyStats;
 pub use list::{
-    ListEntry, ListError, ListErrorKind, ListErrors, LoadHooks, LoadedList, ResolveCheck,
-    SocketCheck, parse_list,
+    ListEntry, ListError, ListErrorKind, ListErrors, LoadHooks, LoadedList, ResolveCheck, Row,
+    RowColumns, SocketCheck, parse_list, parse_rows,
 };
 pub use params::{DispatchParams, HashFailover};
 pub use routes::{Rule, RulesError, parse_rules};

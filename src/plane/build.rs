@@ -1,28 +1,20 @@
-//! Building a [`Plane`]: from the list file (start, reload) or from list entries (add,
+//! Building a [`Plane`]: from the destination source (start, reload) or from list entries (add,
 //! remove), with host names resolved here — on the control plane, never on a worker — and
 //! runtime state carried over from the plane being replaced ([`successor`]), so every path
 //! that publishes a plane does it the same way.
 
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
-
 use super::Plane;
-use crate::dispatch::{
-    Carry, DispatchParams, ListEntry, ListErrors, LoadHooks, Snapshot, parse_list,
-};
+use crate::dispatch::{Carry, DispatchParams, ListEntry, ListErrors, LoadHooks, Snapshot};
+use crate::source::{Source, SourceError};
+use std::net::{SocketAddr, ToSocketAddrs};
 
 /// Why a destination list could not become a plane.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The list file could not be read.
-    #[error("cannot read destination list {path}: {source}")]
-    ListRead {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The list file has errors (every bad line is listed).
+    /// The list file or database could not be read (what and why).
+    #[error("{0}")]
+    ListRead(String),
+    /// The list file or table has errors (every bad line or row is listed).
     #[error("{0}")]
     List(ListErrors),
 }
@@ -34,28 +26,27 @@ pub fn seed() -> u64 {
         .map_or(1, |d| d.as_nanos() as u64)
 }
 
-/// Reads the list file and builds the destination plane, resolving host names once (here,
+/// Reads the destination source (list file or database table) and builds the destination plane, resolving host names once (here,
 /// never on the message path). A host that does not resolve rejects its destination at parse
 /// time, as in Kamailio (skipped with a warning, or the load fails with `ds_load_mode = 1`);
 /// one kept without DNS (flag 16, `ds_dns_mode = 0`) that does not resolve stays selectable
 /// but unreachable (its requests get a 503) and is reported in the returned warnings.
 pub fn load_plane(
-    path: &Path,
+    source: &Source,
     params: &DispatchParams,
     listen: &[SocketAddr],
 ) -> Result<(Plane, Vec<String>), LoadError> {
-    let text = std::fs::read(path).map_err(|source| LoadError::ListRead {
-        path: path.to_owned(),
-        source,
-    })?;
-    let name = path.display().to_string();
+    let name = source.name();
     let local = |s: &[u8]| super::socket_attr_is_local(s, listen);
     let resolves = |h: &[u8], p: Option<u16>| resolve_host(h, p).is_some();
     let hooks = LoadHooks {
         socket_is_local: Some(&local),
         host_resolves: Some(&resolves),
     };
-    let loaded = parse_list(&name, &text, params, &hooks).map_err(LoadError::List)?;
+    let loaded = source.load(params, &hooks).map_err(|e| match e {
+        SourceError::Unavailable(why) => LoadError::ListRead(why),
+        SourceError::Invalid(e) => LoadError::List(e),
+    })?;
     let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
     let snapshot = Snapshot::build(&loaded.entries, params.clone(), seed());
     let plane = plane_from(snapshot, &name, &mut warnings);

@@ -16,7 +16,7 @@ use super::support::{ChildGuard, Sipdisp, TempDir, free_udp_port, require_sipp, 
 const KAMAILIO: &str = "/usr/sbin/kamailio";
 const BIN: &str = env!("CARGO_BIN_EXE_sipdisp");
 
-fn tcp_port() -> u16 {
+pub(super) fn tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
@@ -602,9 +602,9 @@ impl WaitOutput for std::process::Child {
 
 // ---- Kamailio 5.6.3 comparison ------------------------------------------------------------
 
-struct Kamailio {
+pub(super) struct Kamailio {
     child: std::process::Child,
-    http: SocketAddr,
+    pub(super) http: SocketAddr,
     dir: TempDir,
 }
 
@@ -626,6 +626,15 @@ impl Drop for Kamailio {
 
 impl Kamailio {
     fn start(list: &Path) -> Kamailio {
+        Kamailio::start_with(&format!(
+            "modparam(\"dispatcher\", \"list_file\", \"{}\")",
+            list.display()
+        ))
+    }
+
+    /// Kamailio with `source`: configuration lines naming the destination source (a
+    /// `list_file` modparam, or a `db_*` module and `db_url`).
+    pub(super) fn start_with(source: &str) -> Kamailio {
         assert!(
             Path::new(KAMAILIO).exists(),
             "Kamailio 5.6.3 is not installed ({KAMAILIO} missing): run the test command from \
@@ -636,7 +645,7 @@ impl Kamailio {
         let cfg = include_str!("../fixtures/kamailio/jsonrpc.cfg.in")
             .replace("@PORT@", &free_udp_port().to_string())
             .replace("@HTTP@", &http.to_string())
-            .replace("@LIST@", list.to_str().unwrap());
+            .replace("@SOURCE@", source);
         let cfg_path = dir.write("k.cfg", &cfg);
         let log = std::fs::File::create(dir.path().join("k.log")).unwrap();
         use std::os::unix::process::CommandExt;
@@ -671,7 +680,7 @@ impl Kamailio {
         }
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("k.log")).unwrap_or_default()
     }
 }

@@ -4,6 +4,7 @@
 mod abuse_e2e;
 mod control_e2e;
 mod daemon_e2e;
+mod db_e2e;
 mod diff_cases;
 mod dispatch_alloc;
 mod failover_diff;

@@ -20,7 +20,7 @@ fn shared_with(list: &str, params: DispatchParams, file: Option<PathBuf>) -> Con
     let plane = plane_from(snap, "t", &mut Vec::new());
     Control::new(
         Arc::new(Shared::new(plane, 1, Backend::Memory)),
-        file.unwrap_or_else(|| PathBuf::from("/nonexistent/d.list")),
+        crate::source::Source::File(file.unwrap_or_else(|| PathBuf::from("/nonexistent/d.list"))),
         params,
         false,
     )
@@ -559,7 +559,7 @@ fn persist_rpc_changes_rewrites_the_file() {
     );
     let s = Control::new(
         Arc::new(Shared::new(plane, 1, Backend::Memory)),
-        p.clone(),
+        crate::source::Source::File(p.clone()),
         params,
         true,
     );
