@@ -265,8 +265,17 @@ const ERROR_CASES: &[(&str, &str, &[&str])] = &[
     ),
     (
         "Kamailio parameter sipdisp does not support",
+        "[dispatcher]\nsetid_pvname = \"$avp(s)\"\n",
+        &[
+            "sipdisp.toml:2:1: dispatcher.setid_pvname: not supported: Kamailio parameter `setid_pvname`",
+        ],
+    ),
+    (
+        "a database URL in no form Kamailio knows",
         "[dispatcher]\ndb_url = \"mysql://x\"\n",
-        &["sipdisp.toml:2:1: dispatcher.db_url: not supported: Kamailio parameter `db_url`"],
+        &[
+            "sipdisp.toml:2:10: dispatcher.db_url: expected a database name after the host (…@host/database), got \"mysql://x\"",
+        ],
     ),
     (
         "unknown key in a route",
