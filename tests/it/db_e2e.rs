@@ -473,31 +473,12 @@ mod pg {
                 .status()
                 .unwrap();
             assert!(st.success(), "initdb failed");
-            let port = tcp_port();
-            let (out, err) = log_file(&dir);
-            let child = as_user("postgres", &bin("postgres"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string(), "-k"])
-                .arg(dir.path())
-                .args([
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "max_connections=40",
-                ])
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .expect("start postgres");
-            let pg = Pg(Server {
-                child: Some(child),
-                port,
+            let mut pg = Pg(Server {
+                child: None,
+                port: tcp_port(),
                 dir,
             });
+            pg.run();
             let end = Instant::now() + Duration::from_secs(30);
             let mut admin = loop {
                 match pg.client("postgres") {
@@ -518,6 +499,31 @@ mod pg {
                     .unwrap();
             }
             pg
+        }
+
+        /// Starts the server on its data directory and port (again, after `stop`).
+        pub(super) fn run(&mut self) {
+            let dir = &self.0.dir;
+            let (out, err) = log_file(dir);
+            let child = as_user("postgres", &bin("postgres"))
+                .arg("-D")
+                .arg(dir.path().join("data"))
+                .args(["-p", &self.0.port.to_string(), "-k"])
+                .arg(dir.path())
+                .args([
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "max_connections=40",
+                ])
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .expect("start postgres");
+            self.0.child = Some(child);
         }
 
         pub(super) fn client(&self, db: &str) -> Result<postgres::Client, postgres::Error> {
@@ -590,7 +596,8 @@ fn sipp_result(mut c: std::process::Child) -> (Option<u64>, Option<u64>, String)
 /// PostgreSQL: the same table through sipdisp and Kamailio's `db_postgres` (identical
 /// `dispatcher.list`, before and after a change); two sipdisp instances with
 /// `db_notify_channel` see a committed insert within one second while sipp calls through both
-/// keep completing; the database going away keeps the running sets and fails reloads cleanly.
+/// keep completing; the database going away keeps the running sets and fails reloads cleanly,
+/// and when it is back each listener reconnects and reloads once.
 #[cfg(feature = "postgres")]
 #[test]
 fn postgres_lists_like_kamailio_and_notify_reloads_two_instances() {
@@ -709,6 +716,32 @@ fn postgres_lists_like_kamailio_and_notify_reloads_two_instances() {
     }
     let (ok, failed, out) = sipp_result(sipp_calls(a.addr(), 20, 20));
     assert_eq!((ok, failed), (Some(20), Some(0)), "{out}");
+    // Back: each listener reconnects (backoff from 1 s) and reloads once, since changes may
+    // have been missed.
+    pg.run();
+    for s in [&a, &b] {
+        let end = Instant::now() + Duration::from_secs(30);
+        while s
+            .log()
+            .iter()
+            .filter(|l| l.contains("reloaded (database notification)"))
+            .count()
+            < 2
+        {
+            assert!(
+                Instant::now() < end,
+                "no reload after reconnecting: {:?}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let listening = s
+            .log()
+            .iter()
+            .filter(|l| l.contains("listening for database notifications"))
+            .count();
+        assert_eq!(listening, 2, "{:?}", s.log());
+    }
     drop((a, b));
 }
 
