@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::support::{ChildGuard, Sipdisp, TempDir, free_udp_port, require_sipp, sipp_uas};
+use super::support::{
+    ChildGuard, Sipdisp, TempDir, free_udp_port, require_sipp, sipp_outcome, sipp_uac, sipp_uas,
+};
 
 const KAMAILIO: &str = "/usr/sbin/kamailio";
 const BIN: &str = env!("CARGO_BIN_EXE_sipdisp");
@@ -516,37 +518,8 @@ fn reload_under_sipp_load_loses_no_call() {
     let base = format!("1 sip:127.0.0.1:{p1}\n1 sip:127.0.0.1:{p2}\n");
     let s = start(&base, "", "reload_delta = 0");
     let calls = 300;
-    let uac = Command::new("timeout")
-        .args([
-            "60",
-            "sipp",
-            "-sn",
-            "uac",
-            &s.lb.addr().to_string(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-        ])
-        .arg(free_udp_port().to_string())
-        .args([
-            "-m",
-            &calls.to_string(),
-            "-r",
-            "100",
-            "-l",
-            "60",
-            "-timeout",
-            "40",
-            "-timeout_error",
-            "-nostdin",
-            "-recv_timeout",
-            "5000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sipp uac");
-    let uac = ChildGuard(uac);
+    let uac = sipp_uac(s.lb.addr(), calls, 100);
+    let mut uac = ChildGuard(uac);
     // Set 1 keeps its order (calls hash on Call-ID, so ACK/BYE must find the same backend);
     // set 2 comes and goes, which reshapes the set tree at every reload.
     let mut reloads = 0;
@@ -562,42 +535,19 @@ fn reload_under_sipp_load_loses_no_call() {
         assert_eq!(st, 200, "{v}");
         reloads += 1;
     }
-    let mut uac = uac;
-    let out = uac.0.wait_with_output_bounded();
-    let successful = out
-        .lines()
-        .find(|l| l.contains("Successful call"))
-        .and_then(|l| l.split('|').nth(2))
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let failed = out
-        .lines()
-        .find(|l| l.contains("Failed call"))
-        .and_then(|l| l.split('|').nth(2))
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let (successful, failed, out) = sipp_outcome(&mut uac.0);
     assert_eq!(reloads, 6);
-    assert_eq!((successful, failed), (Some(calls), Some(0)), "{out}");
+    assert_eq!(
+        (successful, failed),
+        (Some(u64::from(calls)), Some(0)),
+        "{out}"
+    );
     let (_, log) = s.lb.stop();
     assert_eq!(
         log.iter().filter(|l| l.contains("reloaded (rpc)")).count(),
         6,
         "{log:?}"
     );
-}
-
-trait WaitOutput {
-    fn wait_with_output_bounded(&mut self) -> String;
-}
-
-impl WaitOutput for std::process::Child {
-    /// Reads stdout to the end (the `timeout 60` wrapper bounds it) and reaps the child.
-    fn wait_with_output_bounded(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(mut o) = self.stdout.take() {
-            let _ = o.read_to_string(&mut s);
-        }
-        let _ = self.wait();
-        s
-    }
 }
 
 // ---- Kamailio 5.6.3 comparison ------------------------------------------------------------

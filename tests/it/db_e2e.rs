@@ -542,57 +542,6 @@ mod pg {
     }
 }
 
-/// Runs `calls` sipp calls at `rate`/s through `target` (bounded by `timeout 60`); returns
-/// (successful, failed).
-#[cfg(feature = "postgres")]
-fn sipp_calls(target: SocketAddr, calls: u32, rate: u32) -> std::process::Child {
-    Command::new("timeout")
-        .args([
-            "60",
-            "sipp",
-            "-sn",
-            "uac",
-            &target.to_string(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-        ])
-        .arg(super::support::free_udp_port().to_string())
-        .args([
-            "-m",
-            &calls.to_string(),
-            "-r",
-            &rate.to_string(),
-            "-timeout",
-            "40",
-            "-timeout_error",
-            "-nostdin",
-            "-recv_timeout",
-            "5000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sipp uac")
-}
-
-#[cfg(feature = "postgres")]
-fn sipp_result(mut c: std::process::Child) -> (Option<u64>, Option<u64>, String) {
-    use std::io::Read;
-    let mut out = String::new();
-    if let Some(mut o) = c.stdout.take() {
-        let _ = o.read_to_string(&mut out);
-    }
-    let _ = c.wait();
-    let count = |what: &str| {
-        out.lines()
-            .find(|l| l.contains(what))
-            .and_then(|l| l.split('|').nth(2))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    (count("Successful call"), count("Failed call"), out)
-}
-
 /// PostgreSQL: the same table through sipdisp and Kamailio's `db_postgres` (identical
 /// `dispatcher.list`, before and after a change); two sipdisp instances with
 /// `db_notify_channel` see a committed insert within one second while sipp calls through both
@@ -601,7 +550,9 @@ fn sipp_result(mut c: std::process::Child) -> (Option<u64>, Option<u64>, String)
 #[cfg(feature = "postgres")]
 #[test]
 fn postgres_lists_like_kamailio_and_notify_reloads_two_instances() {
-    use super::support::{ChildGuard, free_udp_port, require_sipp, sipp_uas};
+    use super::support::{
+        ChildGuard, free_udp_port, require_sipp, sipp_outcome, sipp_uac, sipp_uas,
+    };
     require_sipp();
     let mut pg = pg::Pg::start();
     let url = pg.url();
@@ -657,8 +608,8 @@ fn postgres_lists_like_kamailio_and_notify_reloads_two_instances() {
         }
     }
     let calls = 200;
-    let uac_a = sipp_calls(a.addr(), calls, 50);
-    let uac_b = sipp_calls(b.addr(), calls, 50);
+    let uac_a = sipp_uac(a.addr(), calls, 50);
+    let uac_b = sipp_uac(b.addr(), calls, 50);
     std::thread::sleep(Duration::from_millis(1500));
     let new = "sip:127.0.0.1:5099";
     c.batch_execute(&insert_sql(2, new, 0, 0, "duid=new"))
@@ -685,8 +636,8 @@ fn postgres_lists_like_kamailio_and_notify_reloads_two_instances() {
             "instance {i} saw the insert after {t:?}"
         );
     }
-    for uac in [uac_a, uac_b] {
-        let (ok, failed, out) = sipp_result(uac);
+    for mut uac in [uac_a, uac_b] {
+        let (ok, failed, out) = sipp_outcome(&mut uac);
         assert_eq!((ok, failed), (Some(u64::from(calls)), Some(0)), "{out}");
     }
 
@@ -714,7 +665,7 @@ fn postgres_lists_like_kamailio_and_notify_reloads_two_instances() {
         assert!(Instant::now() < end, "{:?}", a.log());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (ok, failed, out) = sipp_result(sipp_calls(a.addr(), 20, 20));
+    let (ok, failed, out) = sipp_outcome(&mut sipp_uac(a.addr(), 20, 20));
     assert_eq!((ok, failed), (Some(20), Some(0)), "{out}");
     // Back: each listener reconnects (backoff from 1 s) and reloads once, since changes may
     // have been missed.

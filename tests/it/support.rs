@@ -456,3 +456,55 @@ pub fn sipp_uas(port: u16) -> ChildGuard {
             .expect("spawn sipp uas"),
     )
 }
+
+/// A sipp uac placing `calls` calls at `rate`/s through `target` (at most 60 at once), its
+/// statistics on stdout; bounded by `timeout 60`. Read the outcome with [`sipp_outcome`].
+pub fn sipp_uac(target: SocketAddr, calls: u32, rate: u32) -> Child {
+    Command::new("timeout")
+        .args([
+            "60",
+            "sipp",
+            "-sn",
+            "uac",
+            &target.to_string(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+        ])
+        .arg(free_udp_port().to_string())
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-r",
+            &rate.to_string(),
+            "-l",
+            "60",
+            "-timeout",
+            "40",
+            "-timeout_error",
+            "-nostdin",
+            "-recv_timeout",
+            "5000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sipp uac")
+}
+
+/// Waits for a [`sipp_uac`] and returns (successful calls, failed calls, its output).
+pub fn sipp_outcome(c: &mut Child) -> (Option<u64>, Option<u64>, String) {
+    use std::io::Read;
+    let mut out = String::new();
+    if let Some(mut o) = c.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    let _ = c.wait();
+    let count = |what: &str| {
+        out.lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.split('|').nth(2))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    (count("Successful call"), count("Failed call"), out)
+}

@@ -30,7 +30,10 @@ impl Postgres {
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10))
-            .application_name("sipdisp");
+            .application_name("sipdisp")
+            // A server that stops answering must not hold a reload (and the control lock)
+            // forever: the server cancels any statement running longer.
+            .options("-c statement_timeout=30000");
         if !s.user.is_empty() {
             cfg.user(&s.user);
         }
