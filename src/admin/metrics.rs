@@ -269,6 +269,20 @@ fn process(reg: &mut Registry, shared: &Shared, health: &Health) {
         "Requests refused by flood control ([pike]): dropped, or answered 503",
         pike,
     );
+    let refused = Counter::<u64>::default();
+    refused.inc_by(c.overload_refused);
+    reg.register(
+        "overload_refused",
+        "New requests answered 503 Retry-After because their worker was behind (overload_admit_percent)",
+        refused,
+    );
+    let behind = Counter::<u64>::default();
+    behind.inc_by(c.backlog_batches);
+    reg.register(
+        "receive_backlog_batches",
+        "Receive batches in which more requests waited than the batch took (the worker was behind)",
+        behind,
+    );
     let hot = Gauge::<i64>::default();
     hot.set(c.pike_blocked_sources as i64);
     reg.register(

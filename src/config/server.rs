@@ -74,6 +74,13 @@ pub struct Server {
     pub record_route: bool,
     /// `max_forwards`: value inserted when a request has no Max-Forwards. Default 70.
     pub max_forwards: u8,
+    /// `overload_admit_percent`: while a worker is behind (more requests wait than a batch
+    /// takes), the share of new out-of-dialog requests it still forwards; the others get `503`
+    /// with `Retry-After`. 100 = never refuse (the excess is then lost in the socket queue).
+    /// Default 50.
+    pub overload_admit_percent: u8,
+    /// `overload_retry_after`: the `Retry-After` seconds of those 503s. Default 5.
+    pub overload_retry_after: u32,
     /// `recv_buffer_size`: `SO_RCVBUF` in bytes; `None` = the I/O layer's default.
     pub recv_buffer_size: Option<usize>,
     /// `send_buffer_size`: `SO_SNDBUF` in bytes; `None` = the I/O layer's default.
@@ -95,6 +102,8 @@ impl Default for Server {
             allowed_next_hops: Vec::new(),
             record_route: false,
             max_forwards: 70,
+            overload_admit_percent: 50,
+            overload_retry_after: 5,
             recv_buffer_size: None,
             send_buffer_size: None,
         }
@@ -142,6 +151,8 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "allowed_next_hops",
     "record_route",
     "max_forwards",
+    "overload_admit_percent",
+    "overload_retry_after",
     "recv_buffer_size",
     "send_buffer_size",
 ];
@@ -363,6 +374,12 @@ pub(crate) fn read_server(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Server {
     }
     if let Some(n) = ctx.at(t, "max_forwards", |c, k, v| c.int(k, v, 1..=255)) {
         s.max_forwards = n as u8;
+    }
+    if let Some(n) = ctx.at(t, "overload_admit_percent", |c, k, v| c.int(k, v, 0..=100)) {
+        s.overload_admit_percent = n as u8;
+    }
+    if let Some(n) = ctx.at(t, "overload_retry_after", |c, k, v| c.int(k, v, 1..=3600)) {
+        s.overload_retry_after = n as u32;
     }
     let buf = |c: &mut Ctx<'_>, k: &str, v: &Value<'_>| c.int(k, v, 4096..=(1 << 30));
     s.recv_buffer_size = ctx.at(t, "recv_buffer_size", buf).map(|n| n as usize);

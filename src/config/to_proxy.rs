@@ -129,6 +129,10 @@ impl Config {
             sockets: self.local_sockets(),
             record_route: self.server.record_route,
             max_forwards: u32::from(self.server.max_forwards),
+            overload: crate::proxy::Overload {
+                admit_percent: u32::from(self.server.overload_admit_percent),
+                retry_after: self.server.overload_retry_after,
+            },
             routes: self.route_table(),
             hash_template: self
                 .dispatcher

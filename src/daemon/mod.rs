@@ -149,9 +149,22 @@ pub fn start(settings: Settings) -> Result<Running, DaemonError> {
                 .map_err(|e| DaemonError::Datapath(e.to_string()))?,
         );
     }
-    datapaths[0]
-        .spread(settings.spread, datapaths.len())
-        .map_err(|e| DaemonError::Datapath(format!("spread = random: {e}")))?;
+    // Responses ("SIP/2.0 …") to each worker's priority lane, the worker chosen by flow or at
+    // random. Without the program every flow still reaches one worker, but replies share the
+    // queue of new requests: say so, and refuse only when the random spread was asked for.
+    let steering = netio::Steering {
+        spread: settings.spread,
+        members: datapaths.len(),
+        priority_prefix: Some(*b"SIP/"),
+    };
+    if let Err(e) = datapaths[0].steer(&steering) {
+        if settings.spread == netio::Spread::Random {
+            return Err(DaemonError::Datapath(format!("spread = random: {e}")));
+        }
+        eprintln!(
+            "sipdisp: warning: cannot attach the reuseport steering program ({e}): responses share the request queue (no overload priority)"
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared::new(plane, datapaths.len(), backend));
     // Keepalives, their replies, events (crate::health); /metrics reads its counters.

@@ -59,6 +59,10 @@ impl Loop {
 }
 
 impl netio::Handler for Loop {
+    fn begin(&mut self, _: Instant, load: netio::Load) {
+        self.worker.begin(load.backlog);
+    }
+
     fn datagram(&mut self, now: Instant, d: &Datagram<'_>, out: &mut Outbox<'_>) {
         let pkt = Inbound {
             data: d.data,

@@ -159,7 +159,7 @@ impl Datapath for MemoryDatapath {
         &self.locals
     }
 
-    fn spread(&self, _: super::Spread, _: usize) -> io::Result<()> {
+    fn steer(&self, _: &super::Steering) -> io::Result<()> {
         Ok(())
     }
 
@@ -190,11 +190,20 @@ impl Datapath for MemoryDatapath {
             }
             self.current.push(d);
         }
+        // Behind: a full batch was taken and more is ready (one lane: everything is normal).
+        let backlog = self.current.len() >= self.batch
+            && self
+                .inbox
+                .front()
+                .is_some_and(|d| d.at.is_none_or(|at| at <= now));
+        stats.backlog = u64::from(backlog);
+        handler.begin(now, super::Load { backlog });
         for d in &self.current {
             let dg = Datagram {
                 data: &d.data,
                 peer: d.peer,
                 local: d.local,
+                lane: super::Lane::Normal,
             };
             stats.received += 1;
             handler.datagram(

@@ -1,8 +1,9 @@
 //! The `recvmmsg` / `sendmmsg` backend: the fallback where io_uring is refused.
 //!
 //! One `poll` over the worker's sockets, one `recvmmsg` per readable socket into a fixed array of
-//! receive slots (`batch` of them, `max_datagram` bytes each), the handler, then one `sendmmsg`
-//! per socket. `sendmmsg` copies the data into the kernel before returning, so the receive slots
+//! receive slots (`batch` of them, `max_datagram` bytes each) — the priority lanes first, the
+//! normal lanes with the room left — the handler, then one `sendmmsg` per address (from its
+//! normal-lane socket). `sendmmsg` copies the data into the kernel before returning, so the receive slots
 //! are free again as soon as it returns. All arrays are sized at construction.
 
 use std::io;
@@ -12,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket};
 
-use super::sock::{SOCKADDR_LEN, bind_all, parse_sockaddr};
+use super::sock::{SOCKADDR_LEN, bind_lanes, parse_sockaddr};
 use super::txq::{Outbox, TxQueue};
-use super::{Backend, BatchStats, Datagram, Datapath, Handler, NetConfig, SocketIdx, wait_for};
+use super::{
+    Backend, BatchStats, Datagram, Datapath, Handler, Lane, Load, NetConfig, SocketIdx, wait_for,
+};
 
 /// How long a full socket send buffer (`EAGAIN`) is waited for before the rest of that socket's
 /// transmits are counted as send errors.
@@ -22,8 +25,10 @@ const SEND_STALL: Duration = Duration::from_millis(200);
 
 /// `recvmmsg` / `sendmmsg` datapath over one worker's sockets.
 pub struct MmsgDatapath {
-    socks: Vec<Socket>,
+    /// Per address: the normal-lane and the priority-lane socket.
+    socks: Vec<[Socket; 2]>,
     locals: Vec<SocketAddr>,
+    /// Socket `2a + lane` of address `a` (lane 0 normal, 1 priority).
     pollfds: Box<[libc::pollfd]>,
     slot_len: usize,
     rx_buf: Box<[u8]>,
@@ -31,12 +36,13 @@ pub struct MmsgDatapath {
     /// Pointed to by `rx_hdrs`; kept alive, never read from Rust.
     _rx_iov: Box<[libc::iovec]>,
     rx_hdrs: Box<[libc::mmsghdr]>,
-    /// Which socket filled each receive slot.
+    /// Which socket filled each receive slot (index into `pollfds`).
     rx_sock: Box<[u16]>,
     tx: TxQueue,
     tx_names: Box<[SockAddr]>,
     tx_hdrs: Box<[libc::mmsghdr]>,
-    /// The socket read first in the next batch, rotated so a busy socket cannot starve others.
+    /// The address read first in the next batch (per lane), rotated so a busy address cannot
+    /// starve others.
     first: usize,
 }
 
@@ -59,7 +65,7 @@ fn zeroed_sockaddr_in6() -> libc::sockaddr_in6 {
 impl MmsgDatapath {
     /// Binds `addrs` (see [`super::open`]) and sizes every buffer from `cfg`.
     pub fn open(addrs: &[SocketAddr], cfg: &NetConfig) -> io::Result<MmsgDatapath> {
-        let (socks, locals) = bind_all(addrs, cfg)?;
+        let (socks, locals) = bind_lanes(addrs, cfg)?;
         let batch = cfg.batch.clamp(1, 1024);
         let slot_len = cfg.max_datagram.max(1);
         let mut rx_buf = vec![0u8; batch * slot_len].into_boxed_slice();
@@ -82,6 +88,7 @@ impl MmsgDatapath {
             .collect();
         let pollfds = socks
             .iter()
+            .flatten()
             .map(|s| libc::pollfd {
                 fd: s.as_raw_fd(),
                 events: libc::POLLIN,
@@ -107,8 +114,9 @@ impl MmsgDatapath {
         })
     }
 
-    /// Waits for readability and fills receive slots; returns how many were filled.
-    fn receive(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+    /// Waits for readability and fills receive slots, priority lanes first; returns how many
+    /// were filled and whether a normal lane had more waiting than the room left.
+    fn receive(&mut self, timeout: Option<Duration>) -> io::Result<(usize, bool)> {
         for p in self.pollfds.iter_mut() {
             p.revents = 0;
         }
@@ -126,53 +134,69 @@ impl MmsgDatapath {
         if r < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(0)
+                Ok((0, false))
             } else {
                 Err(e)
             };
         }
         let mut filled = 0;
-        let nsocks = self.pollfds.len();
-        self.first = (self.first + 1) % nsocks;
-        for s in (0..nsocks).map(|k| (self.first + k) % nsocks) {
-            let pfd = &self.pollfds[s];
-            if pfd.revents == 0 || filled == self.rx_hdrs.len() {
-                continue;
-            }
-            for h in &mut self.rx_hdrs[filled..] {
-                h.msg_hdr.msg_namelen = SOCKADDR_LEN as libc::socklen_t;
-                h.msg_hdr.msg_flags = 0;
-                h.msg_len = 0;
-            }
-            let room = self.rx_hdrs.len() - filled;
-            // SAFETY: the headers from `filled` on point at name storage and iovecs owned by
-            // `self` that describe `slot_len`-byte slices of `rx_buf`; all outlive this
-            // synchronous call, and no Rust reference to those bytes is alive during it.
-            let n = unsafe {
-                libc::recvmmsg(
-                    pfd.fd,
-                    self.rx_hdrs[filled..].as_mut_ptr(),
-                    room as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN | libc::EINTR) => continue,
-                    // ICMP errors queued on the socket (e.g. port unreachable after a send)
-                    // are reported once; they do not stop the worker.
-                    Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH) => continue,
-                    _ => return Err(e),
+        let mut backlog = false;
+        let naddrs = self.socks.len();
+        self.first = (self.first + 1) % naddrs;
+        let first = self.first;
+        for lane in [1, 0] {
+            for s in (0..naddrs).map(|k| 2 * ((first + k) % naddrs) + lane) {
+                if self.pollfds[s].revents == 0 {
+                    continue;
                 }
+                if filled == self.rx_hdrs.len() {
+                    backlog |= lane == 0;
+                    continue;
+                }
+                let room = self.rx_hdrs.len() - filled;
+                let n = self.recv_into(s, filled)?;
+                backlog |= lane == 0 && n == room;
+                filled += n;
             }
-            for k in filled..filled + n as usize {
-                self.rx_sock[k] = s as u16;
-            }
-            filled += n as usize;
         }
-        Ok(filled)
+        Ok((filled, backlog))
+    }
+
+    /// One `recvmmsg` on socket `s` (index into `pollfds`) into the slots from `filled` on;
+    /// returns how many it filled (0 for nothing waiting or a queued ICMP error).
+    fn recv_into(&mut self, s: usize, filled: usize) -> io::Result<usize> {
+        for h in &mut self.rx_hdrs[filled..] {
+            h.msg_hdr.msg_namelen = SOCKADDR_LEN as libc::socklen_t;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        let room = self.rx_hdrs.len() - filled;
+        // SAFETY: the headers from `filled` on point at name storage and iovecs owned by
+        // `self` that describe `slot_len`-byte slices of `rx_buf`; all outlive this
+        // synchronous call, and no Rust reference to those bytes is alive during it.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.pollfds[s].fd,
+                self.rx_hdrs[filled..].as_mut_ptr(),
+                room as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => Ok(0),
+                // ICMP errors queued on the socket (e.g. port unreachable after a send)
+                // are reported once; they do not stop the worker.
+                Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH) => Ok(0),
+                _ => Err(e),
+            };
+        }
+        for k in filled..filled + n as usize {
+            self.rx_sock[k] = s as u16;
+        }
+        Ok(n as usize)
     }
 
     /// Sends every queued transmit: one `sendmmsg` per socket (more only if the kernel takes
@@ -183,7 +207,7 @@ impl MmsgDatapath {
         for i in 0..q.len() {
             self.tx_names[i] = SockAddr::from(q.meta(i).to);
         }
-        for (s, sock) in self.socks.iter().enumerate() {
+        for (s, [sock, _]) in self.socks.iter().enumerate() {
             let mut n = 0;
             for i in (0..q.len()).filter(|&i| usize::from(q.meta(i).from.0) == s) {
                 let iov = q.iovecs(i);
@@ -257,11 +281,14 @@ impl Datapath for MmsgDatapath {
         &self.locals
     }
 
-    fn spread(&self, spread: super::Spread, members: usize) -> io::Result<()> {
-        if spread == super::Spread::Random {
-            for s in &self.socks {
-                super::sock::steer_random(s, members as u32)?;
-            }
+    fn steer(&self, steering: &super::Steering) -> io::Result<()> {
+        for [normal, _] in &self.socks {
+            super::sock::steer(
+                normal,
+                steering.spread,
+                steering.members as u32,
+                steering.priority_prefix,
+            )?;
         }
         Ok(())
     }
@@ -273,9 +300,11 @@ impl Datapath for MmsgDatapath {
     ) -> io::Result<BatchStats> {
         let mut stats = BatchStats::default();
         let timeout = wait_for(max_wait, handler.next_deadline(), Instant::now());
-        let filled = self.receive(timeout)?;
+        let (filled, backlog) = self.receive(timeout)?;
         // The clock is read after the wait: every datagram of this batch carries this time.
         let now = Instant::now();
+        stats.backlog = u64::from(backlog);
+        handler.begin(now, Load { backlog });
         for k in 0..filled {
             let h = &self.rx_hdrs[k];
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
@@ -296,10 +325,16 @@ impl Datapath for MmsgDatapath {
             };
             let len = (h.msg_len as usize).min(self.slot_len);
             let data = &self.rx_buf[k * self.slot_len..k * self.slot_len + len];
+            let s = self.rx_sock[k];
             let dg = Datagram {
                 data,
                 peer,
-                local: SocketIdx(self.rx_sock[k]),
+                local: SocketIdx(s / 2),
+                lane: if s % 2 == 1 {
+                    Lane::Priority
+                } else {
+                    Lane::Normal
+                },
             };
             stats.received += 1;
             handler.datagram(now, &dg, &mut Outbox::new(&mut self.tx, &self.locals, data));

@@ -11,6 +11,15 @@
 //!
 //! [`probe::select`] decides at start which of the first two a worker uses.
 //!
+//! **Two lanes per address.** Each listen address has two sockets per worker, the normal lane
+//! and the priority lane, with receive queues and (io_uring) receive buffers of their own. A
+//! classic BPF program on the address's `SO_REUSEPORT` group ([`Datapath::steer`]) picks the
+//! worker and sends a datagram whose payload starts with the caller's prefix (for sipdisp,
+//! `SIP/`: a response) to that worker's priority socket. A batch takes the priority lane first
+//! and tells the handler when the normal lane had more waiting than the batch could take
+//! ([`Load::backlog`]), so that under overload the caller can answer or shed new work while
+//! what is already under way keeps flowing: a flood of one lane cannot fill the other's queue.
+//!
 //! The contract that makes zero copy work: a handler sees each received datagram borrowed from
 //! the backend's receive buffer and queues transmits in an [`Outbox`]. A transmit piece that lies
 //! inside the datagram being handled is *referenced* (an iovec into the receive buffer); any other
@@ -117,6 +126,23 @@ impl Flow {
     }
 }
 
+/// Which of an address's two sockets received a datagram (see the module documentation).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Everything not steered to the priority lane.
+    Normal,
+    /// Datagrams whose payload starts with [`Steering::priority_prefix`].
+    Priority,
+}
+
+/// What the receive side saw in a batch, given to [`Handler::begin`] before its datagrams.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    /// The normal lane had more datagrams waiting than this batch took (its receive buffers
+    /// ran out, or a full batch was read): the worker is not keeping up with what arrives.
+    pub backlog: bool,
+}
+
 /// One received datagram, borrowed from the backend's receive buffer.
 #[derive(Debug)]
 pub struct Datagram<'a> {
@@ -126,6 +152,8 @@ pub struct Datagram<'a> {
     pub peer: SocketAddr,
     /// Which of our sockets received it.
     pub local: SocketIdx,
+    /// Which of that address's lanes.
+    pub lane: Lane,
 }
 
 impl Datagram<'_> {
@@ -213,6 +241,8 @@ pub struct BatchStats {
     pub referenced_bytes: u64,
     /// Bytes of transmits copied into header buffers.
     pub copied_bytes: u64,
+    /// 1 when the batch's [`Load::backlog`] was set (summed: batches that were behind).
+    pub backlog: u64,
 }
 
 impl BatchStats {
@@ -224,6 +254,7 @@ impl BatchStats {
         self.truncated += other.truncated;
         self.referenced_bytes += other.referenced_bytes;
         self.copied_bytes += other.copied_bytes;
+        self.backlog += other.backlog;
     }
 }
 
@@ -234,6 +265,12 @@ impl BatchStats {
 /// [`Handler::next_deadline`] (capped by the batch's `max_wait`), so timers fire on time without
 /// a fixed poll interval.
 pub trait Handler {
+    /// Called once per batch, after the wait and before the batch's datagrams, with the time
+    /// they will carry and what the receive side saw. The default does nothing.
+    fn begin(&mut self, now: Instant, load: Load) {
+        let _ = (now, load);
+    }
+
     /// One received datagram, borrowed from the receive buffer; transmits go into `out`.
     fn datagram(&mut self, now: Instant, datagram: &Datagram<'_>, out: &mut Outbox<'_>);
 
@@ -323,11 +360,24 @@ pub trait Datapath: Send {
         handler: &mut dyn Handler,
     ) -> io::Result<BatchStats>;
 
-    /// How the kernel spreads datagrams over the `SO_REUSEPORT` group each of this
-    /// datapath's sockets belongs to (`members` datapaths opened on the same addresses, this
-    /// one first): [`Spread::Flow`] (the kernel's 4-tuple hash, the default) or
-    /// [`Spread::Random`]. Call once, after every member is open.
-    fn spread(&self, spread: Spread, members: usize) -> io::Result<()>;
+    /// Attaches the program that steers datagrams over the `SO_REUSEPORT` group of each of
+    /// this datapath's addresses: `steering.members` datapaths opened on the same addresses,
+    /// this one first. Call once, after every member is open. Without it every datagram of a
+    /// flow still reaches one socket (the kernel's 4-tuple hash over all sockets of the
+    /// group), only without lanes or random spread.
+    fn steer(&self, steering: &Steering) -> io::Result<()>;
+}
+
+/// How datagrams are steered over the sockets sharing a listen address.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Steering {
+    /// How a datagram's worker is chosen.
+    pub spread: Spread,
+    /// The datapaths sharing each address (opened one after the other, none closed since).
+    pub members: usize,
+    /// A datagram whose payload starts with these bytes goes to its worker's priority lane;
+    /// `None`: everything to the normal lane.
+    pub priority_prefix: Option<[u8; 4]>,
 }
 
 /// How datagrams are spread over the workers sharing a listen address.
@@ -344,8 +394,8 @@ pub enum Spread {
     Random,
 }
 
-/// Binds one UDP socket per address in `addrs` (in order: `SocketIdx(i)` is `addrs[i]`) with
-/// `SO_REUSEPORT`, and builds a datapath of kind `backend` over them.
+/// Binds the two lane sockets of each address in `addrs` (in order: `SocketIdx(i)` is
+/// `addrs[i]`) with `SO_REUSEPORT`, and builds a datapath of kind `backend` over them.
 ///
 /// Port 0 binds an ephemeral port; to give several workers the same port, open the first one
 /// with the configured addresses and the others with its [`Datapath::local_addrs`].

@@ -548,7 +548,12 @@ fn random_spread_shares_one_peer_between_two_workers() {
             let mut w1 = open(b, &[addr(V4)], &NetConfig::default()).unwrap();
             let local = w1.local_addrs().to_vec();
             let mut w2 = open(b, &local, &NetConfig::default()).unwrap();
-            w1.spread(spread, 2).unwrap();
+            w1.steer(&Steering {
+                spread,
+                members: 2,
+                priority_prefix: None,
+            })
+            .unwrap();
             let c = client(local[0]);
             for i in 0..200u32 {
                 c.send_to(&i.to_be_bytes(), local[0]).unwrap();
@@ -574,5 +579,158 @@ fn random_spread_shares_one_peer_between_two_workers() {
             }
             println!("{b} {spread:?}: {per_worker:?}");
         }
+    }
+}
+
+/// What one worker of [`lanes_split_responses_and_keep_flows_together`] saw: per client port,
+/// the lanes its datagrams arrived on.
+fn collect_lanes(dps: &mut [Box<dyn Datapath>], want: u64) -> Vec<Vec<(u16, Lane, Vec<u8>)>> {
+    let mut seen: Vec<Vec<(u16, Lane, Vec<u8>)>> = vec![Vec::new(); dps.len()];
+    let end = Instant::now() + Duration::from_secs(5);
+    while seen.iter().map(|v| v.len() as u64).sum::<u64>() < want && Instant::now() < end {
+        for (i, dp) in dps.iter_mut().enumerate() {
+            let got = &mut seen[i];
+            dp.run_batch(
+                Some(Duration::from_millis(10)),
+                &mut legacy(|d, _| {
+                    if let Some(d) = d {
+                        got.push((d.peer.port(), d.lane, d.data.to_vec()));
+                    }
+                }),
+            )
+            .unwrap();
+        }
+    }
+    seen
+}
+
+#[test]
+fn lanes_split_responses_and_keep_flows_together() {
+    // Two workers on one address, the steering program with the "SIP/" prefix: each client's
+    // requests and responses reach the same worker (flow spread), responses on its priority
+    // lane, everything else (and datagrams too short to test) on the normal lane.
+    for b in socket_backends("lanes_split_responses_and_keep_flows_together") {
+        for a in [V4, V6] {
+            if a == V6 && !ipv6_available("lanes_split_responses_and_keep_flows_together") {
+                continue;
+            }
+            let w1 = open(b, &[addr(a)], &NetConfig::default()).unwrap();
+            let local = w1.local_addrs().to_vec();
+            let w2 = open(b, &local, &NetConfig::default()).unwrap();
+            w1.steer(&Steering {
+                spread: Spread::Flow,
+                members: 2,
+                priority_prefix: Some(*b"SIP/"),
+            })
+            .unwrap();
+            let clients: Vec<UdpSocket> = (0..16).map(|_| client(local[0])).collect();
+            for c in &clients {
+                c.send_to(b"INVITE sip:x SIP/2.0\r\n\r\n", local[0])
+                    .unwrap();
+                c.send_to(b"SIP/2.0 200 OK\r\n\r\n", local[0]).unwrap();
+                c.send_to(b"\r\n", local[0]).unwrap();
+            }
+            let mut dps = vec![w1, w2];
+            let seen = collect_lanes(&mut dps, 48);
+            assert_eq!(seen.iter().map(Vec::len).sum::<usize>(), 48, "{b} {a}");
+            for (w, got) in seen.iter().enumerate() {
+                for (port, lane, data) in got {
+                    let want = if data.starts_with(b"SIP/") {
+                        Lane::Priority
+                    } else {
+                        Lane::Normal
+                    };
+                    assert_eq!(*lane, want, "{b} {a} worker {w}: {data:?}");
+                    if data.len() >= 4 {
+                        // Every datagram (of 4 bytes or more) of a client on one worker.
+                        let other = &seen[1 - w];
+                        assert!(
+                            !other.iter().any(|(p, _, d)| p == port && d.len() >= 4),
+                            "{b} {a}: client {port} on both workers"
+                        );
+                    }
+                }
+            }
+            let busy = seen.iter().filter(|v| !v.is_empty()).count();
+            assert_eq!(busy, 2, "{b} {a}: 16 clients all on one worker");
+            println!(
+                "{b} {a}: per worker {:?}",
+                seen.iter().map(Vec::len).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[test]
+fn priority_lane_is_handled_first_and_backlog_reported() {
+    // More requests wait than one batch takes, and a few responses arrive after them: the
+    // first batch hands the responses over first and reports the backlog.
+    struct Order {
+        lanes: Vec<Lane>,
+        load: Option<Load>,
+    }
+    impl Handler for Order {
+        fn begin(&mut self, _: Instant, load: Load) {
+            self.load.get_or_insert(load);
+        }
+        fn datagram(&mut self, _: Instant, d: &Datagram<'_>, _: &mut Outbox<'_>) {
+            self.lanes.push(d.lane);
+        }
+        fn tick(&mut self, _: Instant, _: &mut Outbox<'_>) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+    }
+    for b in socket_backends("priority_lane_is_handled_first_and_backlog_reported") {
+        let cfg = NetConfig {
+            recv_buffers: 16,
+            batch: 16,
+            ..NetConfig::default()
+        };
+        let mut dp = open(b, &[addr(V4)], &cfg).unwrap();
+        let local = dp.local_addrs().to_vec();
+        dp.steer(&Steering {
+            spread: Spread::Flow,
+            members: 1,
+            priority_prefix: Some(*b"SIP/"),
+        })
+        .unwrap();
+        let c = client(local[0]);
+        for _ in 0..40 {
+            c.send_to(b"OPTIONS sip:x SIP/2.0\r\n\r\n", local[0])
+                .unwrap();
+        }
+        for _ in 0..4 {
+            c.send_to(b"SIP/2.0 200 OK\r\n\r\n", local[0]).unwrap();
+        }
+        let mut h = Order {
+            lanes: Vec::new(),
+            load: None,
+        };
+        // The first batch (io_uring arms its receives in it, so allow a second).
+        while h.lanes.is_empty() {
+            dp.run_batch(Some(Duration::from_millis(200)), &mut h)
+                .unwrap();
+            if h.lanes.is_empty() {
+                h.load = None;
+            }
+        }
+        assert_eq!(h.load, Some(Load { backlog: true }), "{b}: {:?}", h.lanes);
+        assert_eq!(&h.lanes[..4], &[Lane::Priority; 4], "{b}: {:?}", h.lanes);
+        assert!(h.lanes[4..].iter().all(|&l| l == Lane::Normal), "{b}");
+        // The rest arrives over the next batches; the last ones are not behind.
+        let mut total = h.lanes.len();
+        let mut last = None;
+        let end = Instant::now() + Duration::from_secs(5);
+        while total < 44 && Instant::now() < end {
+            h.lanes.clear();
+            h.load = None;
+            dp.run_batch(Some(Duration::from_millis(50)), &mut h)
+                .unwrap();
+            total += h.lanes.len();
+            last = h.load;
+        }
+        assert_eq!(total, 44, "{b}");
+        assert_eq!(last, Some(Load { backlog: false }), "{b}");
     }
 }

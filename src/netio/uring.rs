@@ -1,6 +1,7 @@
 //! The io_uring backend: one ring per worker, a multishot `RecvMsg` per socket receiving into a
-//! provided-buffer ring, and every transmit of a batch as a `SendMsg` SQE flushed with one
-//! `io_uring_enter`.
+//! provided-buffer ring (one ring per lane, so a flood on the normal lane cannot take the
+//! priority lane's buffers), and every transmit of a batch as a `SendMsg` SQE flushed with one
+//! `io_uring_enter`. A batch hands the priority lane's datagrams to the handler first.
 //!
 //! Buffer ownership is the whole story here. A provided buffer belongs to the kernel while it is
 //! in the buffer ring; a CQE hands it to us (its id is in the CQE flags), and it stays ours — the
@@ -30,18 +31,27 @@ use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use socket2::{SockAddr, Socket};
 
-use super::sock::{SOCKADDR_LEN, bind_all, parse_sockaddr};
+use super::sock::{SOCKADDR_LEN, bind_lanes, parse_sockaddr};
 use super::txq::{Outbox, TxQueue};
-use super::{Backend, BatchStats, Datagram, Datapath, Handler, NetConfig, SocketIdx, wait_for};
+use super::{
+    Backend, BatchStats, Datagram, Datapath, Handler, Lane, Load, NetConfig, SocketIdx, wait_for,
+};
 
-/// The buffer group id of our one provided-buffer ring.
-const BGID: u16 = 0;
+/// The buffer group id of each lane's provided-buffer ring (index = lane: 0 normal, 1
+/// priority).
+const BGID: [u16; 2] = [0, 1];
 const TAG_RECV: u64 = 1 << 32;
 const TAG_SEND: u64 = 2 << 32;
 const TAG_CANCEL: u64 = 3 << 32;
 const TAG_MASK: u64 = 0xffff_ffff << 32;
 /// Size of `struct io_uring_recvmsg_out`, which precedes name and payload in each buffer.
 const RECVMSG_OUT_LEN: usize = 16;
+/// A multishot receive takes at most this many datagrams per socket before the kernel
+/// requeues it (`MULTISHOT_MAX_RETRY`): a batch that got fewer from the normal lane left
+/// nothing behind worth asking about.
+const MULTISHOT_ROUND: usize = 32;
+/// The normal lane is behind when its socket queue holds at least 1/8 of its receive buffer.
+const DEEP_QUEUE_FRACTION: u32 = 8;
 /// How long a batch waits for its sends before giving up with an error.
 const SEND_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -206,6 +216,7 @@ impl ProvidedBuffers {
 #[derive(Copy, Clone, Debug)]
 struct Rx {
     bid: u16,
+    /// Socket `2a + lane` of address `a`.
     sock: u16,
     off: u32,
     len: u32,
@@ -222,10 +233,12 @@ pub struct UringDatapath {
     mode: RingMode,
     /// False until the first batch enabled a ring created disabled (see [`RingMode`]).
     enabled: bool,
-    bufs: ProvidedBuffers,
-    socks: Vec<Socket>,
+    /// Per lane (0 normal, 1 priority).
+    bufs: [ProvidedBuffers; 2],
+    /// Per address: the normal-lane and the priority-lane socket (socket `2a + lane`).
+    socks: Vec<[Socket; 2]>,
     locals: Vec<SocketAddr>,
-    /// Per socket: the msghdr template of its multishot receive (only the name and control
+    /// Per socket `2a + lane`: the msghdr template of its multishot receive (only the name and control
     /// lengths matter); read by the kernel while the receive is armed.
     recv_msg: Box<[libc::msghdr]>,
     armed: Box<[bool]>,
@@ -239,6 +252,10 @@ pub struct UringDatapath {
     /// Multishot receives armed, and how many ended for lack of buffers (for tests).
     arms: u64,
     enobufs: u64,
+    /// Since the last batch began: normal-lane datagrams received, and whether a normal-lane
+    /// receive ran out of buffers (together: [`Load::backlog`]).
+    normal_rx: usize,
+    normal_starved: bool,
     /// An unexpected receive error, reported by `run_batch` once the batch is consistent.
     recv_error: Option<io::Error>,
 }
@@ -265,30 +282,39 @@ impl UringDatapath {
         cfg: &NetConfig,
         modes: &[RingMode],
     ) -> io::Result<UringDatapath> {
-        let (socks, locals) = bind_all(addrs, cfg)?;
+        let (socks, locals) = bind_lanes(addrs, cfg)?;
         let count = cfg.recv_buffers.clamp(1, 32_768).next_power_of_two() as u16;
+        // The priority lane carries replies to what the normal lane forwarded: half as many
+        // buffers (a burst beyond waits in its own socket queue, never in the normal one).
+        let prio_count = (count / 2).max(1);
+        let nsocks = 2 * socks.len();
         let buf_len = RECVMSG_OUT_LEN + SOCKADDR_LEN + cfg.max_datagram.max(1);
         let tx = TxQueue::new(cfg.transmits, cfg.header_capacity);
-        let sq = (tx.capacity() + 2 * socks.len() + 8)
+        let sq = (tx.capacity() + 2 * nsocks + 8)
             .next_power_of_two()
             .min(32_768) as u32;
-        let cq = (2 * (usize::from(count) + tx.capacity() + 2 * socks.len()))
+        let cq = (2 * (usize::from(count + prio_count) + tx.capacity() + 2 * nsocks))
             .next_power_of_two()
             .min(65_536) as u32;
         let (ring, mode) = with_fallback(modes, |mode| mode.build(sq, cq.max(2 * sq)))?;
-        let bufs = ProvidedBuffers::new(count, buf_len)?;
-        // SAFETY: the ring memory (`count` entries) lives in `bufs`, which the returned value
-        // owns and drops only after the ring (see `Drop`), so it stays valid while registered.
-        unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                bufs.ring.ptr.as_ptr() as u64,
-                count,
-                BGID,
-                0,
-            )?;
+        let bufs = [
+            ProvidedBuffers::new(count, buf_len)?,
+            ProvidedBuffers::new(prio_count, buf_len)?,
+        ];
+        for (b, bgid) in bufs.iter().zip(BGID) {
+            // SAFETY: the ring memory (`b.count` entries) lives in `bufs`, which the returned
+            // value owns and drops only after the ring (see `Drop`), so it stays valid while
+            // registered.
+            unsafe {
+                ring.submitter().register_buf_ring_with_flags(
+                    b.ring.ptr.as_ptr() as u64,
+                    b.count,
+                    bgid,
+                    0,
+                )?;
+            }
         }
-        let recv_msg = socks
-            .iter()
+        let recv_msg = (0..nsocks)
             .map(|_| {
                 let mut m = zeroed_msghdr();
                 m.msg_namelen = SOCKADDR_LEN as libc::socklen_t;
@@ -301,7 +327,7 @@ impl UringDatapath {
             mode,
             enabled: mode != RingMode::DeferTaskrun,
             bufs,
-            armed: vec![false; socks.len()].into_boxed_slice(),
+            armed: vec![false; nsocks].into_boxed_slice(),
             pending: vec![
                 Rx {
                     bid: 0,
@@ -310,7 +336,7 @@ impl UringDatapath {
                     len: 0,
                     peer: locals[0],
                 };
-                usize::from(count)
+                usize::from(count) + usize::from(prio_count)
             ]
             .into_boxed_slice(),
             npending: 0,
@@ -323,6 +349,8 @@ impl UringDatapath {
             in_flight: 0,
             arms: 0,
             enobufs: 0,
+            normal_rx: 0,
+            normal_starved: false,
             recv_error: None,
         })
     }
@@ -352,14 +380,14 @@ impl UringDatapath {
 
     /// Arms a multishot receive on every socket whose previous one ended.
     fn arm(&mut self) -> io::Result<()> {
-        for s in 0..self.socks.len() {
+        for s in 0..self.armed.len() {
             if self.armed[s] {
                 continue;
             }
             let e = opcode::RecvMsgMulti::new(
-                Fd(self.socks[s].as_raw_fd()),
+                Fd(self.socks[s / 2][s % 2].as_raw_fd()),
                 &raw const self.recv_msg[s],
-                BGID,
+                BGID[s % 2],
             )
             .build()
             .user_data(TAG_RECV | s as u64);
@@ -392,6 +420,7 @@ impl UringDatapath {
                     }
                     if res < 0 {
                         self.enobufs += u64::from(res == -libc::ENOBUFS);
+                        self.normal_starved |= res == -libc::ENOBUFS && idx % 2 == 0;
                         match -res {
                             libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
                             libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH => {}
@@ -402,9 +431,11 @@ impl UringDatapath {
                     let Some(bid) = cqueue::buffer_select(flags) else {
                         continue;
                     };
-                    // SAFETY: the CQE handed buffer `bid` to us; it is recycled only after this
-                    // datagram was handled and its sends completed (or right below if dropped).
-                    let buf = unsafe { self.bufs.get(bid) };
+                    let lane = idx % 2;
+                    // SAFETY: the CQE handed buffer `bid` of this lane's group to us; it is
+                    // recycled only after this datagram was handled and its sends completed (or
+                    // right below if dropped).
+                    let buf = unsafe { self.bufs[lane].get(bid) };
                     let got = RecvMsgOut::parse(
                         &buf[..(res as usize).min(buf.len())],
                         &self.recv_msg[idx],
@@ -428,10 +459,11 @@ impl UringDatapath {
                         Some(rx) => {
                             self.pending[self.npending] = rx;
                             self.npending += 1;
+                            self.normal_rx += usize::from(lane == 0);
                         }
                         None => {
-                            self.bufs.recycle(bid);
-                            self.bufs.publish();
+                            self.bufs[lane].recycle(bid);
+                            self.bufs[lane].publish();
                         }
                     }
                 }
@@ -478,7 +510,7 @@ impl UringDatapath {
             h.msg_iov = iov.as_ptr().cast_mut();
             h.msg_iovlen = iov.len();
             let e = opcode::SendMsg::new(
-                Fd(self.socks[usize::from(m.from.0)].as_raw_fd()),
+                Fd(self.socks[usize::from(m.from.0)][0].as_raw_fd()),
                 &raw const self.tx_msgs[i],
             )
             .build()
@@ -524,11 +556,14 @@ impl Datapath for UringDatapath {
         &self.locals
     }
 
-    fn spread(&self, spread: super::Spread, members: usize) -> io::Result<()> {
-        if spread == super::Spread::Random {
-            for s in &self.socks {
-                super::sock::steer_random(s, members as u32)?;
-            }
+    fn steer(&self, steering: &super::Steering) -> io::Result<()> {
+        for [normal, _] in &self.socks {
+            super::sock::steer(
+                normal,
+                steering.spread,
+                steering.members as u32,
+                steering.priority_prefix,
+            )?;
         }
         Ok(())
     }
@@ -553,29 +588,54 @@ impl Datapath for UringDatapath {
         self.reap(&mut stats);
         // The clock is read after the wait: every datagram of this batch carries this time.
         let now = Instant::now();
+        // Behind: the normal lane's buffers ran out, or a full multishot round came in and its
+        // socket queue is still deep (the kernel feeds a multishot receive in rounds, so the
+        // number received alone does not show what waits; the queue is asked only then).
+        let backlog = self.normal_starved
+            || (self.normal_rx >= MULTISHOT_ROUND.min(usize::from(self.bufs[0].count))
+                && self.socks.iter().any(|[normal, _]| {
+                    super::sock::queue_deep(normal, DEEP_QUEUE_FRACTION).unwrap_or(false)
+                }));
+        self.normal_rx = 0;
+        self.normal_starved = false;
+        stats.backlog = u64::from(backlog);
+        handler.begin(now, Load { backlog });
         let handled = self.npending;
-        for k in 0..handled {
-            let rx = self.pending[k];
-            // SAFETY: `rx.bid` came from a CQE and is recycled only after this batch's sends
-            // completed (below).
-            let buf = unsafe { self.bufs.get(rx.bid) };
-            let data = &buf[rx.off as usize..(rx.off + rx.len) as usize];
-            let dg = Datagram {
-                data,
-                peer: rx.peer,
-                local: SocketIdx(rx.sock),
-            };
-            stats.received += 1;
-            handler.datagram(now, &dg, &mut Outbox::new(&mut self.tx, &self.locals, data));
+        // The priority lane first, then the normal lane, each in arrival order.
+        for lane in [1, 0] {
+            for k in 0..handled {
+                let rx = self.pending[k];
+                if usize::from(rx.sock % 2) != lane {
+                    continue;
+                }
+                // SAFETY: `rx.bid` came from a CQE of this lane's group and is recycled only
+                // after this batch's sends completed (below).
+                let buf = unsafe { self.bufs[lane].get(rx.bid) };
+                let data = &buf[rx.off as usize..(rx.off + rx.len) as usize];
+                let dg = Datagram {
+                    data,
+                    peer: rx.peer,
+                    local: SocketIdx(rx.sock / 2),
+                    lane: if lane == 1 {
+                        Lane::Priority
+                    } else {
+                        Lane::Normal
+                    },
+                };
+                stats.received += 1;
+                handler.datagram(now, &dg, &mut Outbox::new(&mut self.tx, &self.locals, data));
+            }
         }
         handler.tick(now, &mut Outbox::new(&mut self.tx, &self.locals, &[]));
         // Receptions completing while we wait for the sends are appended to `pending` and
         // handled by the next batch.
         self.flush(&mut stats)?;
         for k in 0..handled {
-            self.bufs.recycle(self.pending[k].bid);
+            let rx = self.pending[k];
+            self.bufs[usize::from(rx.sock % 2)].recycle(rx.bid);
         }
-        self.bufs.publish();
+        self.bufs[0].publish();
+        self.bufs[1].publish();
         self.pending.copy_within(handled..self.npending, 0);
         self.npending -= handled;
         match self.recv_error.take() {
@@ -591,10 +651,12 @@ impl Drop for UringDatapath {
     fn drop(&mut self) {
         if !self.enabled {
             // Never enabled: nothing was submitted, so nothing can touch the buffers.
-            let _ = self.ring.submitter().unregister_buf_ring(BGID);
+            for bgid in BGID {
+                let _ = self.ring.submitter().unregister_buf_ring(bgid);
+            }
             return;
         }
-        for s in 0..self.socks.len() {
+        for s in 0..self.armed.len() {
             if self.armed[s] {
                 let e = opcode::AsyncCancel::new(TAG_RECV | s as u64)
                     .build()
@@ -614,10 +676,14 @@ impl Drop for UringDatapath {
             self.reap(&mut stats);
         }
         if self.armed.iter().any(|&a| a) || self.in_flight > 0 {
-            self.bufs.mem.leak = true;
-            self.bufs.ring.leak = true;
+            for b in &mut self.bufs {
+                b.mem.leak = true;
+                b.ring.leak = true;
+            }
         }
-        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+        for bgid in BGID {
+            let _ = self.ring.submitter().unregister_buf_ring(bgid);
+        }
     }
 }
 

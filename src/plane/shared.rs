@@ -64,6 +64,8 @@ fn sum(all: &[Counters]) -> Counters {
         total.forbidden_next_hop += c.forbidden_next_hop;
         total.sips_refused += c.sips_refused;
         total.pike_blocked += c.pike_blocked;
+        total.overload_refused += c.overload_refused;
+        total.backlog_batches += c.backlog_batches;
         total.too_many_headers += c.too_many_headers;
         total.pike_blocked_sources += c.pike_blocked_sources;
         total.pike_top.extend_from_slice(&c.pike_top);

@@ -110,6 +110,8 @@ pub struct Reply<'a> {
     pub reason: &'a str,
     /// For a 420: the `Proxy-Require` value, echoed in `Unsupported` (RFC 3261 §8.2.2.3).
     pub unsupported: Option<&'a [u8]>,
+    /// For an overload 503: the `Retry-After` seconds (RFC 3261 §21.5.4).
+    pub retry_after: Option<u32>,
 }
 
 /// The deciding half of a worker: the scratch space decisions need.
@@ -118,6 +120,11 @@ pub(crate) struct Decider {
     picks: [Pick; PICKS],
     template: ArrayVec<u8, TEMPLATE_CAPACITY>,
     rng: u64,
+    /// Set by the worker for a batch whose request lane is backing up ([`Decider::behind`]).
+    behind: bool,
+    /// Overload admission: the share of new requests forwarded accumulates here, one request
+    /// is forwarded each time it reaches 100 (so 50 % forwards every other one).
+    admit_credit: u32,
 }
 
 /// What the request checks leave for routing.
@@ -146,6 +153,25 @@ impl Decider {
             picks: [nothing; PICKS],
             template: ArrayVec::new(),
             rng: seed | 1,
+            behind: false,
+            admit_credit: 0,
+        }
+    }
+
+    /// Whether the worker is behind for the batch about to be handled: new out-of-dialog
+    /// requests are then partly refused (see [`super::Overload`]).
+    pub(crate) fn behind(&mut self, behind: bool) {
+        self.behind = behind;
+    }
+
+    /// While behind: whether this new request is one of the `admit_percent` % forwarded.
+    fn admit(&mut self, admit_percent: u32) -> bool {
+        self.admit_credit += admit_percent.min(100);
+        if self.admit_credit >= 100 {
+            self.admit_credit -= 100;
+            true
+        } else {
+            false
         }
     }
 
@@ -200,6 +226,31 @@ impl Decider {
                 return forbidden(cfg, msg, pkt, counters);
             }
             return forward(cfg, msg, pkt, &c, hop, Hop::Routed, None);
+        }
+        // Behind: refuse a share of new requests before any work is spent on them, so that
+        // what is under way (responses, in-dialog requests, CANCEL, ACK) keeps its capacity.
+        // A retransmission of an INVITE already forwarded follows it instead.
+        if self.behind && !c.in_dialog && method != b"ACK" && method != b"CANCEL" {
+            if method == b"INVITE"
+                && let Some((pick, addr)) = self.recent.get(branch_key, now)
+            {
+                let hop = Hop::Dispatched {
+                    pick,
+                    list: &[],
+                    route: None,
+                };
+                return forward(cfg, msg, pkt, &c, addr, hop, None);
+            }
+            if !self.admit(cfg.overload.admit_percent) {
+                counters.overload_refused += 1;
+                return match reply(cfg, msg, pkt, 503, "Service Unavailable") {
+                    Decision::Reply(r) => Decision::Reply(Reply {
+                        retry_after: Some(cfg.overload.retry_after),
+                        ..r
+                    }),
+                    other => other,
+                };
+            }
         }
         let Some((pos, _)) = cfg.routes.find(msg, pkt.flow.remote, plane) else {
             return reply(cfg, msg, pkt, 404, "No Matching Route");
@@ -472,6 +523,7 @@ fn reply<'a>(
         code,
         reason,
         unsupported: None,
+        retry_after: None,
     })
 }
 

@@ -180,6 +180,29 @@ impl Network {
     }
 }
 
+/// Overload control (`[server] overload_admit_percent`, `overload_retry_after`): while a
+/// worker's request lane is backing up, it forwards `admit_percent` % of new out-of-dialog
+/// requests (spread evenly, not in bursts) and answers the others `503 Service Unavailable`
+/// with `Retry-After: retry_after` — a caller told to go elsewhere stops retransmitting,
+/// whereas one whose INVITE is lost in a full socket queue sends it up to six times more.
+/// In-dialog requests, CANCEL, ACK and retransmissions of forwarded INVITEs are never refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overload {
+    /// Percent of new requests still forwarded while behind (100: refuse none).
+    pub admit_percent: u32,
+    /// Seconds in the 503's `Retry-After`.
+    pub retry_after: u32,
+}
+
+impl Default for Overload {
+    fn default() -> Self {
+        Overload {
+            admit_percent: 50,
+            retry_after: 5,
+        }
+    }
+}
+
 /// What the proxy needs from the configuration, fixed at start.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -189,6 +212,8 @@ pub struct ProxyConfig {
     pub record_route: bool,
     /// The Max-Forwards value inserted into requests that have none.
     pub max_forwards: u32,
+    /// What a worker does with new requests while it is behind ([`Worker::begin`]).
+    pub overload: Overload,
     /// The route table.
     pub routes: RouteTable,
     /// Algorithm 7's `hash_pvar` template, if configured.

@@ -55,14 +55,19 @@ fn forward(f: &Forward<'_>, msg: &Message<'_>, sink: &mut impl Sink) -> Verdict 
 
 fn send_reply(r: &Reply<'_>, msg: &Message<'_>, buf: &mut [u8], sink: &mut impl Sink) -> Verdict {
     let mut line = ArrayVec::<u8, 512>::new();
-    let extra: &[&[u8]] = match r.unsupported {
-        Some(v) => {
+    let extra: &[&[u8]] = match (r.unsupported, r.retry_after) {
+        (Some(v), _) => {
             let _ = line.try_extend_from_slice(b"Unsupported: ");
             let _ = line.try_extend_from_slice(&v[..v.len().min(480)]);
             let _ = line.try_extend_from_slice(b"\r\n");
             &[&line]
         }
-        None => &[],
+        (None, Some(secs)) => {
+            use std::io::Write;
+            let _ = write!(&mut line, "Retry-After: {secs}\r\n");
+            &[&line]
+        }
+        (None, None) => &[],
     };
     let Some(n) = reply::build(msg, r.code, r.reason, extra, buf) else {
         return Verdict::Dropped(DropReason::Unanswerable);

@@ -46,6 +46,7 @@ fn config(routes: RouteTable) -> Arc<ProxyConfig> {
         ],
         record_route: false,
         max_forwards: 70,
+        overload: crate::proxy::Overload::default(),
         routes,
         hash_template: Template::parse("$fU").ok(),
         pike: None,
@@ -730,4 +731,133 @@ fn a_request_with_100_vias_gets_a_precise_400() {
         run(&mut w, &p, &resp, &mut out),
         Verdict::Dropped(_)
     ));
+}
+
+#[test]
+fn behind_refuses_a_share_of_new_requests_with_retry_after_and_nothing_else() {
+    let p = plane(LIST, DispatchParams::default());
+    let mut w = Worker::new(config(select("1=4", Target::Dst)), 1);
+    let mut out = Collect::default();
+    // Not behind: every new request is forwarded.
+    for i in 0..4 {
+        let v = run(
+            &mut w,
+            &p,
+            &invite(&format!("a{i}"), &format!("z9hG4bK-a{i}"), ""),
+            &mut out,
+        );
+        assert!(matches!(v, Verdict::Forwarded(_)), "{v:?}");
+    }
+    // Behind, 50 %: every other new INVITE gets 503 + Retry-After, evenly.
+    w.begin(true);
+    out.sent.clear();
+    let mut verdicts = Vec::new();
+    for i in 0..10 {
+        verdicts.push(run(
+            &mut w,
+            &p,
+            &invite(&format!("b{i}"), &format!("z9hG4bK-b{i}"), ""),
+            &mut out,
+        ));
+    }
+    let refused = verdicts
+        .iter()
+        .filter(|v| **v == Verdict::Replied(503))
+        .count();
+    let forwarded = verdicts
+        .iter()
+        .filter(|v| matches!(v, Verdict::Forwarded(_)))
+        .count();
+    assert_eq!((refused, forwarded), (5, 5), "{verdicts:?}");
+    assert!(
+        verdicts.windows(2).all(|p| p[0] != p[1]),
+        "alternating, not in bursts: {verdicts:?}"
+    );
+    assert_eq!(w.counters().overload_refused, 5);
+    let mut h = Headers::new();
+    let replies: Vec<_> = out
+        .sent
+        .iter()
+        .filter(|(_, to, _)| *to == CLIENT.parse::<SocketAddr>().unwrap())
+        .collect();
+    assert_eq!(replies.len(), 5);
+    for (_, _, bytes) in &replies {
+        let m = parse_datagram(bytes, &mut h).unwrap();
+        assert_eq!(m.response().unwrap().code, 503);
+        assert!(
+            std::str::from_utf8(bytes)
+                .unwrap()
+                .contains("\r\nRetry-After: 5\r\n"),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    // Still behind: a retransmission of a forwarded INVITE follows it, in-dialog requests,
+    // ACK and CANCEL are never refused, whatever the credit.
+    let fwd_branch = (0..10)
+        .find(|i| matches!(verdicts[*i], Verdict::Forwarded(_)))
+        .unwrap();
+    for _ in 0..3 {
+        let again = invite(
+            &format!("b{fwd_branch}"),
+            &format!("z9hG4bK-b{fwd_branch}"),
+            "",
+        );
+        assert!(matches!(
+            run(&mut w, &p, &again, &mut out),
+            Verdict::Forwarded(_)
+        ));
+    }
+    let bye = "BYE sip:bob@127.0.0.1:5070 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK-bye;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@atlanta.example>;tag=f1\r\n\
+To: <sip:bob@biloxi.example>;tag=t1\r\nCall-ID: b0\r\nCSeq: 2 BYE\r\n\
+Route: <sip:127.0.0.1:5060;lr>\r\nContent-Length: 0\r\n\r\n";
+    for _ in 0..3 {
+        let v = run(&mut w, &p, bye, &mut out);
+        assert!(
+            matches!(v, Verdict::Routed | Verdict::Forwarded(_)),
+            "{v:?}"
+        );
+    }
+    let cancel = invite("b1", "z9hG4bK-b1", "")
+        .replace("INVITE sip:", "CANCEL sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    for _ in 0..3 {
+        let v = run(&mut w, &p, &cancel, &mut out);
+        assert_ne!(v, Verdict::Replied(503), "{v:?}");
+    }
+    assert_eq!(w.counters().overload_refused, 5);
+    // Caught up: forwarded again.
+    w.begin(false);
+    for i in 0..4 {
+        let v = run(
+            &mut w,
+            &p,
+            &invite(&format!("c{i}"), &format!("z9hG4bK-c{i}"), ""),
+            &mut out,
+        );
+        assert!(matches!(v, Verdict::Forwarded(_)), "{v:?}");
+    }
+}
+
+#[test]
+fn admit_percent_bounds_the_refusals() {
+    let p = plane(LIST, DispatchParams::default());
+    for (percent, want_refused) in [(100, 0), (0, 20), (25, 15)] {
+        let mut cfg = (*config(select("1=4", Target::Dst))).clone();
+        cfg.overload.admit_percent = percent;
+        let mut w = Worker::new(Arc::new(cfg), 1);
+        w.begin(true);
+        let mut out = Collect::default();
+        for i in 0..20 {
+            run(
+                &mut w,
+                &p,
+                &invite(&format!("d{i}"), &format!("z9hG4bK-d{i}"), ""),
+                &mut out,
+            );
+        }
+        assert_eq!(w.counters().overload_refused, want_refused, "{percent} %");
+    }
 }

@@ -266,6 +266,11 @@ pub struct Counters {
     pub sips_refused: u64,
     /// Requests refused by flood control (`[pike]`: dropped, or answered 503).
     pub pike_blocked: u64,
+    /// New requests answered 503 + `Retry-After` because the worker was behind
+    /// ([`super::Overload`]).
+    pub overload_refused: u64,
+    /// Batches in which the request lane had more waiting than the batch took.
+    pub backlog_batches: u64,
     /// Sources over their `[pike]` rate when last published (a gauge, per worker).
     pub pike_blocked_sources: u64,
     /// Requests with more header lines than the scanner indexes, answered `400 Too Many
@@ -283,6 +288,7 @@ impl Counters {
     pub fn count_io(&mut self, io: &BatchStats) {
         self.send_failures[SEND_FAILURES.len() - 1] += io.send_errors;
         self.truncated += io.truncated;
+        self.backlog_batches += io.backlog;
     }
 
     /// Counts one message: its verdict, and its method and verdict (request) or its class

@@ -61,6 +61,13 @@ impl Worker {
         self
     }
 
+    /// Tells the worker, before a batch's messages, whether its request lane is backing up
+    /// (the I/O layer's [`crate::netio::Load::backlog`]): while it is, a share of new requests
+    /// is refused ([`super::Overload`]).
+    pub fn begin(&mut self, behind: bool) {
+        self.decider.behind(behind);
+    }
+
     /// The counters so far.
     pub fn counters(&self) -> &Counters {
         &self.counters

@@ -371,7 +371,7 @@ fn dashboard_and_rules_query_real_data() {
         }
     }
     let rule_list = rule_exprs();
-    assert_eq!(rule_list.len(), 7, "{rule_list:?}");
+    assert_eq!(rule_list.len(), 8, "{rule_list:?}");
     for e in &rule_list {
         if let Err(r) = query(prom, e) {
             failures.push(format!("rule: {e}: {r}"));

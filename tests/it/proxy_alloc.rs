@@ -82,6 +82,7 @@ fn proxy_message_path_allocates_nothing() {
         sockets: vec![Listener::new("127.0.0.1:5060".parse().unwrap())],
         record_route: true,
         max_forwards: 70,
+        overload: sipdisp::proxy::Overload::default(),
         routes: RouteTable { routes },
         hash_template: Template::parse("$fU@$hdr(X-Alg)").ok(),
         pike: None,
@@ -253,6 +254,7 @@ fn stateful_failover_path_allocates_nothing_at_steady_state() {
         sockets: vec![Listener::new("127.0.0.1:5060".parse().unwrap())],
         record_route: true,
         max_forwards: 70,
+        overload: sipdisp::proxy::Overload::default(),
         routes: RouteTable {
             routes: vec![Route {
                 name: "gw".into(),

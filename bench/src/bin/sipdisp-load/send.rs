@@ -23,6 +23,8 @@ struct Report {
     sent: u64,
     received: u64,
     late: u64,
+    /// Requests answered `503` (overload refusals): final, but not counted as received.
+    refused: u64,
     other: u64,
     send_secs: f64,
     rtts_ns: Vec<u64>,
@@ -78,6 +80,7 @@ pub fn run(a: &Args) -> Result<(), String> {
         sent: 0,
         received: 0,
         late: 0,
+        refused: 0,
         other: 0,
         send_secs: 0.0,
         rtts_ns: Vec::with_capacity(count.min(20_000_000) as usize),
@@ -155,10 +158,11 @@ pub fn run(a: &Args) -> Result<(), String> {
             let t = (Instant::now() - start).as_nanos() as u64;
             for i in 0..n {
                 let m = inb.get(i);
-                match sip::status(m) {
-                    Some(200..) => {}
+                let refused = match sip::status(m) {
+                    Some(503) => true,
+                    Some(200..) => false,
                     _ => continue, // 100 Trying, or a request
-                }
+                };
                 let id = sip::headers(m)
                     .find(|(n, _)| sip::is(n, "Call-ID", "i"))
                     .and_then(|(_, v)| sip::parse_id(v));
@@ -167,6 +171,9 @@ pub fn run(a: &Args) -> Result<(), String> {
                         let at = &mut sent_at[seq as usize];
                         if *at == u64::MAX {
                             r.late += 1;
+                            *at = 0;
+                        } else if *at != 0 && refused {
+                            r.refused += 1;
                             *at = 0;
                         } else if *at != 0 {
                             r.rtts_ns.push(t.saturating_sub(*at));
@@ -184,7 +191,7 @@ pub fn run(a: &Args) -> Result<(), String> {
         }
         let now = Instant::now();
         if !sending {
-            if r.received + r.late >= r.sent || now >= deadline.max(last_send) + drain {
+            if r.received + r.refused + r.late >= r.sent || now >= deadline.max(last_send) + drain {
                 break;
             }
             if r.send_secs == 0.0 {
@@ -244,7 +251,7 @@ impl Report {
             }
         };
         format!(
-            "{{\"method\":\"{}\",\"request_bytes\":{},\"offered_rate\":{},\"window\":{},\"sent\":{},\"received\":{},\"late\":{},\"unmatched\":{},\"loss_pct\":{:.4},\"send_secs\":{:.3},\"achieved_rate\":{:.0},\"throughput\":{:.0},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{}}}",
+            "{{\"method\":\"{}\",\"request_bytes\":{},\"offered_rate\":{},\"window\":{},\"sent\":{},\"received\":{},\"late\":{},\"refused\":{},\"unmatched\":{},\"loss_pct\":{:.4},\"send_secs\":{:.3},\"achieved_rate\":{:.0},\"throughput\":{:.0},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{}}}",
             if self.method == Method::Invite {
                 "INVITE"
             } else {
@@ -256,6 +263,7 @@ impl Report {
             self.sent,
             self.received,
             self.late,
+            self.refused,
             self.other,
             self.loss_pct(),
             self.send_secs,
@@ -270,7 +278,7 @@ impl Report {
 
     fn text(&self) -> String {
         format!(
-            "{} ({} B): sent {} received {} late {} unmatched {} loss {:.3}% | offered {} achieved {:.0}/s throughput {:.0}/s | rtt p50 {:.1} µs p90 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs",
+            "{} ({} B): sent {} received {} late {} refused {} unmatched {} loss {:.3}% | offered {} achieved {:.0}/s throughput {:.0}/s | rtt p50 {:.1} µs p90 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs",
             if self.method == Method::Invite {
                 "INVITE"
             } else {
@@ -280,6 +288,7 @@ impl Report {
             self.sent,
             self.received,
             self.late,
+            self.refused,
             self.other,
             self.loss_pct(),
             match (self.offered_rate, self.window) {
