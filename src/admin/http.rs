@@ -1,54 +1,53 @@
-//! A minimal HTTP/1.1 server for the admin endpoints.
+//! The admin endpoints' HTTP/1.1 server, on hyper.
 //!
-//! Why by hand: the control plane serves a handful of small requests per second to local
-//! tooling (Prometheus, `sipdisp ctl`, scripts); a general HTTP stack (and its async runtime)
-//! would dwarf the rest of the daemon's dependencies. What it does: one thread accepts
-//! connections and hands each to a short-lived thread of its own (at most
-//! [`MAX_CONNECTIONS`] at once; beyond, `503` at once), which reads one request (request line
-//! and headers ≤ 16 KiB, body ≤ [`MAX_BODY`] bytes given by exactly one `Content-Length`, the
-//! whole request within [`REQUEST_DEADLINE`] however slowly it drips), checks the bearer token
-//! when one is configured, calls the matching [`Route`], writes the response and closes. Idle
-//! or dripping clients therefore hold one small thread each for a few seconds and never stall
-//! `/metrics` or `/RPC` for others. Malformed requests get 400, oversized ones 413, unknown
-//! paths 404, wrong methods 405, a missing or wrong token 401 — never a panic.
+//! One thread (`sipdisp-admin`) runs a current-thread tokio runtime: it accepts connections
+//! (at most [`MAX_CONNECTIONS`] at once; beyond, a `503` is written and the connection closed)
+//! and serves each as a task with hyper's HTTP/1.1 connection: one request per connection
+//! (`Connection: close`), the request head within [`REQUEST_DEADLINE`] (hyper's
+//! `header_read_timeout`, however slowly it drips) and at most 16 KiB (431 beyond), the body
+//! within the same deadline and at most [`MAX_BODY`] bytes (413), given by one valid
+//! `Content-Length` (hyper refuses conflicting or malformed lengths with 400; chunked bodies
+//! get 400 here). The bearer token, when configured, is checked before the body is read (401,
+//! with a case-insensitive `Bearer` scheme and a comparison in constant time). The matching
+//! [`Route`]'s handler then runs on tokio's blocking pool (at most [`HANDLER_THREADS`] at
+//! once), never on the accepting thread, so a slow reload or RPC stalls neither `/metrics`
+//! nor new connections. Idle and dripping clients cost one small task each until their
+//! deadline; unknown paths get 404, wrong methods 405 — never a panic.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Semaphore, oneshot};
 
 /// Largest request body accepted (413 above).
 pub const MAX_BODY: usize = 1 << 20;
+/// hyper's read buffer: bounds the request head (431 above; hyper's minimum is 8 KiB).
 const MAX_HEAD: usize = 16 * 1024;
 
 /// Connections served at once; beyond, a new one gets `503` and is closed.
 pub const MAX_CONNECTIONS: usize = 1024;
 
-/// The time a client has to send its whole request (head and body).
+/// The time a client has to send its request head, and then its body.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Stack of a connection thread (it parses one small request and formats one response).
-const CONNECTION_STACK: usize = 256 * 1024;
+/// The longest a connection lives: the request, the handler (a reload from a slow database,
+/// say) and writing the response. A client that does not read its response is dropped then.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(120);
 
-/// A reader that fails once `until` has passed, however the bytes trickle in: each read waits
-/// at most the time left.
-struct Deadline<'a> {
-    stream: &'a TcpStream,
-    until: Instant,
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "request deadline"));
-        }
-        self.stream.set_read_timeout(Some(left))?;
-        (&*self.stream).read(buf)
-    }
-}
+/// Handlers running at once (tokio's blocking pool); more requests wait for a thread.
+pub const HANDLER_THREADS: usize = 16;
 
 /// One parsed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +113,7 @@ pub struct Route {
     pub method: &'static str,
     /// Exact path (`/metrics`).
     pub path: &'static str,
-    /// The handler; runs on the connection's thread (several may run at once).
+    /// The handler; runs on a thread of the blocking pool (several may run at once).
     pub handler: Box<dyn Fn(&Request) -> Response + Send + Sync>,
 }
 
@@ -122,8 +121,14 @@ pub struct Route {
 pub struct AdminServer {
     /// The bound address.
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
+}
+
+/// What every connection task shares.
+struct Shared {
+    token: Option<String>,
+    routes: Vec<Route>,
 }
 
 impl AdminServer {
@@ -134,29 +139,28 @@ impl AdminServer {
         token: Option<String>,
         routes: Vec<Route>,
     ) -> io::Result<AdminServer> {
-        let listener = TcpListener::bind(addr)?;
+        // Bound here, so that a taken port is the caller's error, not the thread's.
+        let listener = std::net::TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = Arc::clone(&stop);
-        let shared = Arc::new((token, routes));
-        let open = Arc::new(AtomicUsize::new(0));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .max_blocking_threads(HANDLER_THREADS)
+            .thread_name("sipdisp-admin-h")
+            .build()?;
+        let (stop, stopped) = oneshot::channel();
+        let shared = Arc::new(Shared { token, routes });
         let thread = thread::Builder::new()
             .name("sipdisp-admin".into())
             .spawn(move || {
-                while !stop2.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, peer)) => dispatch(stream, peer, &shared, &open),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            thread::sleep(Duration::from_millis(5))
-                        }
-                        Err(_) => thread::sleep(Duration::from_millis(20)),
-                    }
-                }
+                rt.block_on(accept(listener, shared, stopped));
+                // Handlers still running (a slow RPC) are not waited for beyond this.
+                rt.shutdown_timeout(Duration::from_secs(1));
             })?;
         Ok(AdminServer {
             addr,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -164,190 +168,182 @@ impl AdminServer {
 
 impl Drop for AdminServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Payload Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
-}
-
-fn write_response(stream: &mut TcpStream, r: &Response) {
-    let extra = if r.status == 401 {
-        "WWW-Authenticate: Bearer\r\n"
-    } else {
-        ""
-    };
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
-        r.status,
-        reason(r.status),
-        r.content_type,
-        r.body.len()
-    );
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(&r.body);
-    let _ = stream.flush();
-}
-
-/// Serves one connection on a thread of its own, unless [`MAX_CONNECTIONS`] are open.
-fn dispatch(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    shared: &Arc<(Option<String>, Vec<Route>)>,
-    open: &Arc<AtomicUsize>,
+/// Accepts until `stopped`; each connection becomes a task holding one of the
+/// [`MAX_CONNECTIONS`] permits.
+async fn accept(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: oneshot::Receiver<()>,
 ) {
-    let _ = stream.set_nonblocking(false);
-    if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-        open.fetch_sub(1, Ordering::AcqRel);
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-        return write_response(&mut stream, &Response::text(503, "too many connections\n"));
-    }
-    let (shared, open2) = (Arc::clone(shared), Arc::clone(open));
-    let spawned = thread::Builder::new()
-        .name("sipdisp-admin-c".into())
-        .stack_size(CONNECTION_STACK)
-        .spawn(move || {
-            serve(stream, peer, shared.0.as_deref(), &shared.1);
-            open2.fetch_sub(1, Ordering::AcqRel);
-        });
-    if spawned.is_err() {
-        open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Why a request could not be read.
-enum ReadError {
-    Bad(&'static str),
-    TooLarge,
-    Io,
-}
-
-fn read_request(stream: &TcpStream, peer: SocketAddr) -> Result<Request, ReadError> {
-    let deadline = Deadline {
-        stream,
-        until: Instant::now() + REQUEST_DEADLINE,
-    };
-    let mut reader = BufReader::new(deadline.take((MAX_HEAD + MAX_BODY + 1) as u64));
-    let mut head_len = 0usize;
-    let mut line = String::new();
-    let mut read_line = |line: &mut String| -> Result<(), ReadError> {
-        line.clear();
-        let n = reader.read_line(line).map_err(|_| ReadError::Io)?;
-        head_len += n;
-        if head_len > MAX_HEAD {
-            return Err(ReadError::TooLarge);
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sipdisp: admin listener: {e}");
+            return;
         }
-        if n == 0 {
-            return Err(ReadError::Bad(
-                "connection closed before the end of the request head",
-            ));
-        }
-        Ok(())
     };
-    read_line(&mut line)?;
-    let mut parts = line.trim_end().split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ReadError::Bad("malformed request line"));
-    };
-    if !version.starts_with("HTTP/1.") || parts.next().is_some() {
-        return Err(ReadError::Bad("malformed request line"));
-    }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-        None => (target.to_owned(), None),
-    };
-    let method = method.to_owned();
-    let mut headers = Vec::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        read_line(&mut line)?;
-        let l = line.trim_end_matches(['\r', '\n']);
-        if l.is_empty() {
-            break;
+        let accepted = tokio::select! {
+            _ = &mut stopped => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => match Arc::clone(&permits).try_acquire_owned() {
+                Ok(permit) => {
+                    let shared = Arc::clone(&shared);
+                    tokio::spawn(async move {
+                        connection(stream, peer, shared).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    tokio::spawn(too_many(stream));
+                }
+            },
+            // Out of file descriptors or the like: back off instead of spinning.
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
-        let (n, v) = l
-            .split_once(':')
-            .ok_or(ReadError::Bad("malformed header line"))?;
-        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
     }
-    let mut lengths = headers.iter().filter(|(n, _)| n == "content-length");
-    let len = match (lengths.next(), lengths.next()) {
-        (Some((_, v)), None) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v
-            .parse::<usize>()
-            .map_err(|_| ReadError::Bad("bad Content-Length"))?,
-        (None, _) => 0,
-        (Some(_), Some(_)) => return Err(ReadError::Bad("more than one Content-Length")),
-        _ => return Err(ReadError::Bad("bad Content-Length")),
-    };
-    if headers.iter().any(|(n, _)| n == "transfer-encoding") {
-        return Err(ReadError::Bad(
-            "chunked bodies are not supported: send Content-Length",
-        ));
-    }
-    if len > MAX_BODY {
-        return Err(ReadError::TooLarge);
-    }
-    let mut body = vec![0u8; len];
-    reader
-        .read_exact(&mut body)
-        .map_err(|_| ReadError::Bad("body shorter than Content-Length"))?;
-    Ok(Request {
-        method,
-        path,
-        query,
-        headers,
-        body,
-        peer,
-    })
 }
 
-fn serve(mut stream: TcpStream, peer: SocketAddr, token: Option<&str>, routes: &[Route]) {
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    let req = match read_request(&stream, peer) {
-        Ok(r) => r,
-        Err(ReadError::Bad(why)) => {
-            return write_response(&mut stream, &Response::text(400, format!("{why}\n")));
-        }
-        Err(ReadError::TooLarge) => {
-            return write_response(&mut stream, &Response::text(413, "request too large\n"));
-        }
-        Err(ReadError::Io) => return,
-    };
-    if let Some(t) = token {
+/// `503` to a connection beyond [`MAX_CONNECTIONS`], without reading its request.
+async fn too_many(mut stream: tokio::net::TcpStream) {
+    let body = "too many connections\n";
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(head.as_bytes())).await;
+}
+
+/// Serves one connection: one request, bounded in time (see the module documentation).
+async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let service = service_fn(move |req| handle(req, peer, Arc::clone(&shared)));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REQUEST_DEADLINE)
+        .keep_alive(false)
+        .title_case_headers(true)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(CONNECTION_DEADLINE, conn).await;
+}
+
+/// One request: token, route, body, then the handler on the blocking pool.
+async fn handle(
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    // Refused on its declared length alone: nothing of such a body is read.
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if declared > MAX_BODY as u64 {
+        return Ok(reply(Response::text(413, "request too large\n")));
+    }
+    if let Some(t) = &shared.token {
         // RFC 7235: the scheme name is case-insensitive.
-        let ok = req
-            .header("authorization")
+        let ok = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .is_some_and(|(_, v)| constant_time_eq(v.trim().as_bytes(), t.as_bytes()));
         if !ok {
-            return write_response(
-                &mut stream,
-                &Response::text(401, "missing or wrong bearer token\n"),
-            );
+            return Ok(reply(Response::text(
+                401,
+                "missing or wrong bearer token\n",
+            )));
         }
     }
-    let resp = match routes.iter().find(|r| r.path == req.path) {
-        None => Response::text(404, "not found\n"),
-        Some(r) if r.method != req.method => Response::text(405, format!("use {}\n", r.method)),
-        Some(r) => (r.handler)(&req),
+    let path = parts.uri.path();
+    let Some(i) = shared.routes.iter().position(|r| r.path == path) else {
+        return Ok(reply(Response::text(404, "not found\n")));
     };
-    write_response(&mut stream, &resp);
+    let route = &shared.routes[i];
+    if parts.method.as_str() != route.method {
+        return Ok(reply(Response::text(
+            405,
+            format!("use {}\n", route.method),
+        )));
+    }
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        return Ok(reply(Response::text(
+            400,
+            "chunked bodies are not supported: send Content-Length\n",
+        )));
+    }
+    let body = match tokio::time::timeout(REQUEST_DEADLINE, Limited::new(body, MAX_BODY).collect())
+        .await
+    {
+        Ok(Ok(b)) => b.to_bytes().to_vec(),
+        Ok(Err(_)) => {
+            return Ok(reply(Response::text(
+                400,
+                "body shorter than Content-Length\n",
+            )));
+        }
+        Err(_) => {
+            return Ok(reply(Response::text(
+                408,
+                "request body not received in time\n",
+            )));
+        }
+    };
+    let request = Request {
+        method: parts.method.as_str().to_owned(),
+        path: path.to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).trim().to_owned(),
+                )
+            })
+            .collect(),
+        body,
+        peer,
+    };
+    let run = Arc::clone(&shared);
+    let resp = tokio::task::spawn_blocking(move || (run.routes[i].handler)(&request))
+        .await
+        .unwrap_or_else(|_| Response::text(500, "handler failed\n"));
+    Ok(reply(resp))
+}
+
+/// The hyper response for `r` (`WWW-Authenticate: Bearer` on a 401).
+fn reply(r: Response) -> hyper::Response<Full<Bytes>> {
+    let mut out = hyper::Response::new(Full::new(Bytes::from(r.body)));
+    *out.status_mut() =
+        hyper::StatusCode::from_u16(r.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(r.content_type),
+    );
+    if r.status == 401 {
+        out.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    out
 }
 
 /// Compares without an early exit, so the token cannot be guessed byte by byte from timing.
@@ -358,6 +354,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
 
     fn get(addr: SocketAddr, raw: &str) -> String {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -423,7 +421,8 @@ mod tests {
             "GET /health HTTP/1.1\r\nX: {}\r\n\r\n",
             "a".repeat(MAX_HEAD)
         );
-        assert!(get(s.addr, &big_head).starts_with("HTTP/1.1 413"));
+        let r = get(s.addr, &big_head);
+        assert!(r.starts_with("HTTP/1.1 431"), "{r}");
         assert!(
             get(
                 s.addr,
@@ -432,14 +431,26 @@ mod tests {
             .starts_with("HTTP/1.1 400")
         );
         // Still serving after all that.
-        assert!(get(s.addr, "GET /health?x=1 HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert!(get(s.addr, "GET /health?x=1 HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 200"));
     }
 
     #[test]
     fn bearer_token() {
         let s = server(Some("s3cret"));
         let r = get(s.addr, "GET /health HTTP/1.1\r\n\r\n");
-        assert!(r.starts_with("HTTP/1.1 401") && r.contains("WWW-Authenticate: Bearer"));
+        assert!(
+            r.starts_with("HTTP/1.1 401")
+                && r.to_ascii_lowercase().contains("www-authenticate: bearer"),
+            "{r}"
+        );
+        assert!(
+            get(
+                s.addr,
+                "GET /health HTTP/1.1\r\nAuthorization: bEaReR s3cret\r\n\r\n"
+            )
+            .starts_with("HTTP/1.1 200"),
+            "the scheme is case-insensitive"
+        );
         assert!(
             get(
                 s.addr,

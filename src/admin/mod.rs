@@ -1,9 +1,9 @@
 //! The control plane's HTTP listener: `/metrics` (Prometheus), `/health`, `POST /RPC`
 //! (JSON-RPC in Kamailio's shapes) — served on one control-plane thread, never on a worker.
 //!
-//! [`http`] is a deliberately small HTTP/1.1 server for this one job (bounded request sizes,
-//! `Content-Length` bodies only, bearer-token check, one request per connection); the
-//! endpoints register as [`Route`]s. It binds 127.0.0.1 by default; a non-loopback bind
+//! [`http`] serves them with hyper on the admin thread's own tokio runtime (bounded request
+//! sizes and times, `Content-Length` bodies only, bearer-token check, one request per
+//! connection, handlers on a blocking pool); the endpoints register as [`Route`]s. It binds 127.0.0.1 by default; a non-loopback bind
 //! requires a token (enforced by the configuration).
 
 pub mod http;
