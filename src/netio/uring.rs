@@ -19,7 +19,6 @@
 //! never by interrupting the worker. Sends of loopback and ordinary UDP complete inline during
 //! the submission, so the wait for them is normally not a second `io_uring_enter`.
 
-use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -102,25 +101,41 @@ fn with_fallback<T>(
     Err(last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)))
 }
 
-/// Page-aligned, zeroed heap memory that is only accessed through raw pointers (the kernel
-/// reads or writes it concurrently), freed on drop.
+/// Page-aligned, zeroed memory from an anonymous `mmap`, only accessed through raw pointers
+/// (the kernel reads or writes it concurrently), unmapped on drop.
+///
+/// Anonymous pages cost nothing until written: a 64 KiB receive buffer that only ever holds
+/// ~1 KiB SIP datagrams keeps one resident page, not sixteen (an allocator's zeroed, aligned
+/// allocation would write, and so commit, every page up front).
 struct RawMem {
     ptr: NonNull<u8>,
-    layout: Layout,
+    len: usize,
     /// Set when the kernel might still use the memory: leaking beats a use after free.
     leak: bool,
 }
 
 impl RawMem {
     fn new(len: usize) -> io::Result<RawMem> {
-        let layout = Layout::from_size_align(len.max(1), 4096)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "buffer too large"))?;
-        // SAFETY: `layout` has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        NonNull::new(ptr)
+        let len = len.max(1);
+        // SAFETY: a fresh private anonymous mapping: no address hint, no file; the kernel
+        // returns page-aligned, zero-filled memory or MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        NonNull::new(p.cast::<u8>())
             .map(|ptr| RawMem {
                 ptr,
-                layout,
+                len,
                 leak: false,
             })
             .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
@@ -132,8 +147,11 @@ impl Drop for RawMem {
         if self.leak {
             return;
         }
-        // SAFETY: `ptr` came from `alloc_zeroed` with this very layout and is freed once.
-        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `new`, unmapped once; no
+        // reference into it outlives `self`.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
     }
 }
 
