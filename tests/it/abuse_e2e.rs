@@ -121,6 +121,23 @@ fn requests_never_go_to_a_next_hop_no_configuration_allows() {
             "To: <sip:bob@example.com>;tag=x",
         );
     assert_eq!(c.transact(me, &ok).map(|r| code(&r)), Some(200));
+    // Strict routing (a Route without `lr`, RFC 3261 §16.6 step 6), ours then the victim's, or
+    // the victim's alone: refused with a clear 400, nothing sent anywhere.
+    for (i, route) in [format!("<sip:{me};lr>, <sip:{v}>"), format!("<sip:{v}>")]
+        .iter()
+        .enumerate()
+    {
+        let m = c.request(
+            "INVITE",
+            "sip:bob@example.com",
+            &format!("s{i}"),
+            &format!("s{i}"),
+            &format!("Route: {route}\r\n"),
+        );
+        let r = c.transact(me, &m).expect("an answer");
+        assert_eq!(code(&r), 400, "{m}\n{r}");
+        assert!(r.contains("Strict Routing Not Supported"), "{r}");
+    }
     let forbidden = metric_until(admin, "sipdisp_forbidden_next_hop_total", 3.0);
     thread::sleep(Duration::from_millis(200));
     assert_eq!(victim.received(), 0, "the victim received traffic");
