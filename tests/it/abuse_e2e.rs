@@ -2,7 +2,9 @@
 //! UDP socket on loopback that is in no set. Each abuse — a Route to the victim, our Route
 //! then the victim, an in-dialog Request-URI naming the victim, a forged `received`/`rport`, a
 //! forged response, a real response replayed with an edited Via, a `sips:` downgrade — must
-//! leave the victim with nothing, and the counters say why.
+//! leave the victim with nothing, and the counters say why. Also: a strict route refused, a
+//! flooding source blocked, admin clients that drip, and a worker that falls behind refusing
+//! new requests with 503 + Retry-After.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -384,4 +386,93 @@ fn idle_and_dripping_admin_clients_stall_no_one() {
     drop(idle);
     drop(lb);
     assert!(worst < Duration::from_secs(1), "an answer took {worst:?}");
+}
+
+#[test]
+fn a_worker_that_falls_behind_refuses_new_requests_with_retry_after() {
+    // One worker (mmsg: 64 datagrams per batch) and a client that blasts 20,000 new INVITEs as
+    // fast as one thread can send them (bounded count; several times what the worker can
+    // forward): the worker falls behind, answers a share of them 503 + Retry-After (the
+    // default overload_admit_percent = 50), keeps forwarding and relaying the rest, and serves
+    // normally once the burst is over.
+    let b1 = Responder::start("127.0.0.1:0");
+    let admin = free_tcp_port();
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\ndatapath = \"mmsg\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[dispatcher]\nlist_file = \"LIST\"\n\n[[route]]\nselect = \"1=4\"\n"
+    );
+    let lb = Sipdisp::start(&cfg, &format!("1 sip:{}\n", b1.addr));
+    let me = lb.addr();
+    let c = Client::new("127.0.0.1:0");
+    let sock = c.sock.try_clone().unwrap();
+    let (stop, answers) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let refused = Arc::new(AtomicU64::new(0));
+    let without_retry_after = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (stop, answers, refused, bad) = (
+            Arc::clone(&stop),
+            Arc::clone(&answers),
+            Arc::clone(&refused),
+            Arc::clone(&without_retry_after),
+        );
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                    let s = String::from_utf8_lossy(&buf[..n]);
+                    match code(&s) {
+                        503 => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            if !s.contains("\r\nRetry-After: 5\r\n") {
+                                bad.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        200.. => {
+                            answers.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        })
+    };
+    const SENT: u64 = 20_000;
+    for i in 0..SENT {
+        let m = c.request(
+            "INVITE",
+            "sip:bob@example.com",
+            &format!("o{i}"),
+            &format!("o{i}"),
+            "",
+        );
+        let _ = c.sock.send_to(m.as_bytes(), me);
+    }
+    let refused_total = metric_until(admin, "sipdisp_overload_refused_total", 1.0);
+    let behind = metric_until(admin, "sipdisp_receive_backlog_batches_total", 1.0);
+    thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    let (got_503, got_ok) = (
+        refused.load(Ordering::Relaxed),
+        answers.load(Ordering::Relaxed),
+    );
+    println!(
+        "sent {SENT}: behind in {behind} batches, refused {refused_total} (client got {got_503} 503s and {got_ok} other finals)"
+    );
+    assert!(behind >= 1.0, "the worker never fell behind");
+    assert!(refused_total >= 1.0, "nothing refused");
+    assert!(got_503 >= 1, "no 503 reached the client");
+    assert!(got_503 as f64 <= refused_total);
+    assert_eq!(
+        without_retry_after.load(Ordering::Relaxed),
+        0,
+        "a 503 without Retry-After: 5"
+    );
+    assert!(got_ok >= 1, "nothing was forwarded while behind");
+    // Caught up: the next request is forwarded and answered by the backend.
+    let c2 = Client::new("127.0.0.1:0");
+    let after = c2.request("INVITE", "sip:bob@example.com", "after", "after", "");
+    assert_eq!(c2.transact(me, &after).map(|r| code(&r)), Some(200));
 }
