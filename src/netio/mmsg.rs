@@ -44,6 +44,7 @@ pub struct MmsgDatapath {
     /// The address read first in the next batch (per lane), rotated so a busy address cannot
     /// starve others.
     first: usize,
+    backlog: super::Backlog,
 }
 
 // SAFETY: the raw pointers in the iovec / msghdr arrays point into buffers owned by this value
@@ -111,11 +112,13 @@ impl MmsgDatapath {
             rx_hdrs,
             tx,
             first: 0,
+            backlog: super::Backlog::default(),
         })
     }
 
     /// Waits for readability and fills receive slots, priority lanes first; returns how many
-    /// were filled and whether a normal lane had more waiting than the room left.
+    /// were filled and whether the worker is behind (a normal lane filled the room left and
+    /// its queue is deep, see `Backlog`).
     fn receive(&mut self, timeout: Option<Duration>) -> io::Result<(usize, bool)> {
         for p in self.pollfds.iter_mut() {
             p.revents = 0;
@@ -140,7 +143,8 @@ impl MmsgDatapath {
             };
         }
         let mut filled = 0;
-        let mut backlog = false;
+        // The fullest normal-lane queue among those that filled the room left.
+        let mut full: Option<u32> = None;
         let naddrs = self.socks.len();
         self.first = (self.first + 1) % naddrs;
         let first = self.first;
@@ -149,16 +153,20 @@ impl MmsgDatapath {
                 if self.pollfds[s].revents == 0 {
                     continue;
                 }
-                if filled == self.rx_hdrs.len() {
-                    backlog |= lane == 0;
-                    continue;
-                }
                 let room = self.rx_hdrs.len() - filled;
-                let n = self.recv_into(s, filled)?;
-                backlog |= lane == 0 && n == room;
+                let n = if room == 0 {
+                    0
+                } else {
+                    self.recv_into(s, filled)?
+                };
+                if lane == 0 && n == room {
+                    let fill = super::sock::queue_fill_percent(&self.socks[s / 2][0]).unwrap_or(0);
+                    full = Some(full.map_or(fill, |f| f.max(fill)));
+                }
                 filled += n;
             }
         }
+        let backlog = self.backlog.update(full.is_some(), || full.unwrap_or(0));
         Ok((filled, backlog))
     }
 

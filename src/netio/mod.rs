@@ -138,9 +138,39 @@ pub enum Lane {
 /// What the receive side saw in a batch, given to [`Handler::begin`] before its datagrams.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Load {
-    /// The normal lane had more datagrams waiting than this batch took (its receive buffers
-    /// ran out, or a full batch was read): the worker is not keeping up with what arrives.
+    /// The worker is not keeping up: the batch took all it could from the normal lane and
+    /// that lane's socket queue is still filling towards loss (see `Backlog`).
     pub backlog: bool,
+}
+
+/// Whether a worker is behind, with hysteresis, from how full its normal lane's socket queue
+/// is when a batch took a full load of it: behind from [`Backlog::ENTER`] % of the receive
+/// buffer (loss is near: the kernel drops at 100 %), caught up again below [`Backlog::LEAVE`]
+/// %. A queue that bursts a little deep and drains again (normal near capacity) never counts.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Backlog {
+    behind: bool,
+}
+
+impl Backlog {
+    /// Percent of the receive buffer queued at which a worker is behind.
+    pub(crate) const ENTER: u32 = 75;
+    /// Percent below which it has caught up.
+    pub(crate) const LEAVE: u32 = 20;
+
+    /// The state after a batch: `full` says whether the batch took all it could from the
+    /// normal lane (only then is the queue asked, through `fill`: its percent).
+    pub(crate) fn update(&mut self, full: bool, fill: impl FnOnce() -> u32) -> bool {
+        self.behind = full && {
+            let f = fill();
+            f >= if self.behind {
+                Self::LEAVE
+            } else {
+                Self::ENTER
+            }
+        };
+        self.behind
+    }
 }
 
 /// One received datagram, borrowed from the backend's receive buffer.

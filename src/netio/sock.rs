@@ -181,9 +181,10 @@ const SK_MEMINFO_RMEM_ALLOC: usize = 0;
 const SK_MEMINFO_RCVBUF: usize = 1;
 const SK_MEMINFO_VARS: usize = 9;
 
-/// Whether `sock`'s receive queue holds at least 1/`fraction` of its receive buffer (the
-/// kernel's `SO_MEMINFO`: bytes queued against `SO_RCVBUF`). One `getsockopt`.
-pub(crate) fn queue_deep(sock: &Socket, fraction: u32) -> io::Result<bool> {
+/// How full `sock`'s receive queue is, in percent of its receive buffer (the kernel's
+/// `SO_MEMINFO`: bytes queued against `SO_RCVBUF`; the kernel drops datagrams at 100). One
+/// `getsockopt`.
+pub(crate) fn queue_fill_percent(sock: &Socket) -> io::Result<u32> {
     use std::os::fd::AsRawFd;
     let mut info = [0u32; SK_MEMINFO_VARS];
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
@@ -202,7 +203,7 @@ pub(crate) fn queue_deep(sock: &Socket, fraction: u32) -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     let (queued, cap) = (info[SK_MEMINFO_RMEM_ALLOC], info[SK_MEMINFO_RCVBUF]);
-    Ok(u64::from(queued) * u64::from(fraction.max(1)) >= u64::from(cap))
+    Ok((u64::from(queued) * 100 / u64::from(cap.max(1))).min(100) as u32)
 }
 
 /// Parses a `sockaddr_in` / `sockaddr_in6` as the kernel wrote it (native-endian family,

@@ -49,8 +49,6 @@ const RECVMSG_OUT_LEN: usize = 16;
 /// requeues it (`MULTISHOT_MAX_RETRY`): a batch that got fewer from the normal lane left
 /// nothing behind worth asking about.
 const MULTISHOT_ROUND: usize = 32;
-/// The normal lane is behind when its socket queue holds at least 1/8 of its receive buffer.
-const DEEP_QUEUE_FRACTION: u32 = 8;
 /// How long a batch waits for its sends before giving up with an error.
 const SEND_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -274,6 +272,7 @@ pub struct UringDatapath {
     /// receive ran out of buffers (together: [`Load::backlog`]).
     normal_rx: usize,
     normal_starved: bool,
+    backlog: super::Backlog,
     /// An unexpected receive error, reported by `run_batch` once the batch is consistent.
     recv_error: Option<io::Error>,
 }
@@ -369,6 +368,7 @@ impl UringDatapath {
             enobufs: 0,
             normal_rx: 0,
             normal_starved: false,
+            backlog: super::Backlog::default(),
             recv_error: None,
         })
     }
@@ -606,14 +606,19 @@ impl Datapath for UringDatapath {
         self.reap(&mut stats);
         // The clock is read after the wait: every datagram of this batch carries this time.
         let now = Instant::now();
-        // Behind: the normal lane's buffers ran out, or a full multishot round came in and its
-        // socket queue is still deep (the kernel feeds a multishot receive in rounds, so the
-        // number received alone does not show what waits; the queue is asked only then).
-        let backlog = self.normal_starved
-            || (self.normal_rx >= MULTISHOT_ROUND.min(usize::from(self.bufs[0].count))
-                && self.socks.iter().any(|[normal, _]| {
-                    super::sock::queue_deep(normal, DEEP_QUEUE_FRACTION).unwrap_or(false)
-                }));
+        // A full load: the normal lane's buffers ran out, or a full multishot round came in
+        // (the kernel feeds a multishot receive in rounds, so the number received alone does
+        // not show what waits); only then is the socket queue asked how full it is.
+        let full = self.normal_starved
+            || self.normal_rx >= MULTISHOT_ROUND.min(usize::from(self.bufs[0].count));
+        let socks = &self.socks;
+        let backlog = self.backlog.update(full, || {
+            socks
+                .iter()
+                .map(|[normal, _]| super::sock::queue_fill_percent(normal).unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        });
         self.normal_rx = 0;
         self.normal_starved = false;
         stats.backlog = u64::from(backlog);
