@@ -20,6 +20,7 @@ socket queue for everything) for comparison. All traffic stays on 127.0.0.1; eve
 started here is stopped at exit; every load loop is bounded in time.
 
     bench/overload.sh [--factor 3] [--seconds 4] [--rates "20000 40000 ..."] [--before BIN]
+                      [--failover]   (issue 12's figure: --failover --factor 2)
 """
 import argparse, json, os, signal, socket, subprocess, sys, tempfile, time
 
@@ -48,7 +49,7 @@ def stop(p):
 class Setup:
     """One responder (4 ports) and one sipdisp in front of it."""
 
-    def __init__(self, work, binary, admit, datapath):
+    def __init__(self, work, binary, admit, datapath, failover=False):
         self.backends = [f"127.0.0.1:{free_port()}" for _ in range(4)]
         lst = os.path.join(work, "d.list")
         with open(lst, "w") as f:
@@ -59,7 +60,10 @@ class Setup:
         with open(cfg, "w") as f:
             f.write(f'[server]\nlisten = ["udp:{self.target}"]\nworkers = 1\n'
                     f'datapath = "{datapath}"\nrecv_buffer_size = {BUF}\nsend_buffer_size = {BUF}\n'
-                    f'{admit_line}[dispatcher]\nlist_file = "{lst}"\n[[route]]\nselect = "1=4"\n')
+                    f'{admit_line}[dispatcher]\nlist_file = "{lst}"\n'
+                    + ("flags = 2\n[tm]\nmax_transactions = 262144\n" if failover else "")
+                    + '[[route]]\nselect = "1=4"\n'
+                    + ("failover = true\n" if failover else ""))
         args = [LOAD, "respond", "--json", "--seconds", "300"]
         for b in self.backends:
             args += ["--listen", b]
@@ -112,10 +116,10 @@ class Setup:
         return resp, summary
 
 
-def lossfree(work, binary, datapath, rates, seconds):
+def lossfree(work, binary, datapath, rates, seconds, failover):
     """The highest rate of `rates` with < 0.1 % loss (ascending, stops at the first lossy)."""
     best = None
-    s = Setup(work, binary, 100, datapath)
+    s = Setup(work, binary, 100, datapath, failover)
     try:
         s.send(rates[0] // 4, 1)  # warm-up
         for rate in rates:
@@ -130,8 +134,8 @@ def lossfree(work, binary, datapath, rates, seconds):
     return best
 
 
-def overload_point(work, binary, admit, datapath, rate, seconds):
-    s = Setup(work, binary, admit, datapath)
+def overload_point(work, binary, admit, datapath, rate, seconds, failover):
+    s = Setup(work, binary, admit, datapath, failover)
     try:
         r = s.send(rate, seconds)
     finally:
@@ -165,13 +169,16 @@ def main():
     ap.add_argument("--rates", default="20000 30000 40000 50000 60000 70000 80000 100000 120000")
     ap.add_argument("--datapath", default="io_uring")
     ap.add_argument("--before", help="a sipdisp binary from before the lanes, for comparison")
+    ap.add_argument("--failover", action="store_true",
+                    help="a transaction-stateful route (failover = true, flags = 2), as issue 12's figure")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args()
     rates = [int(x) for x in a.rates.split()]
     results = {}
     with tempfile.TemporaryDirectory() as work:
-        print(f"loss-free rate of sipdisp ({a.datapath}, 1 worker, stateless):", flush=True)
-        r0 = lossfree(work, SIPDISP, a.datapath, rates, min(a.seconds, 3.0))
+        kind = "stateful failover" if a.failover else "stateless"
+        print(f"loss-free rate of sipdisp ({a.datapath}, 1 worker, {kind}):", flush=True)
+        r0 = lossfree(work, SIPDISP, a.datapath, rates, min(a.seconds, 3.0), a.failover)
         if r0 is None:
             print("no loss-free rate in the ladder; give lower --rates", file=sys.stderr)
             return 1
@@ -182,10 +189,11 @@ def main():
         if a.before:
             variants.append(("before the lanes (one socket queue)", a.before, None))
         for label, binary, admit in variants:
-            results[label] = overload_point(work, binary, admit, a.datapath, rate, a.seconds)
+            results[label] = overload_point(work, binary, admit, a.datapath, rate, a.seconds,
+                                            a.failover)
             print(f"  {label}: {results[label]}", flush=True)
     print()
-    print(f"Offered {rate}/s = {a.factor:g} x the loss-free {r0}/s, {a.seconds:g} s, {a.datapath}, 1 worker")
+    print(f"Offered {rate}/s = {a.factor:g} x the loss-free {r0}/s, {a.seconds:g} s, {a.datapath}, 1 worker, {kind}")
     print()
     print("| variant | backend responses relayed by sipdisp | … received by the caller | new requests forwarded "
           "| refused 503 | dropped | kernel drops on sipdisp's sockets | p99 of answered |")
