@@ -85,6 +85,8 @@ pub struct Server {
     pub recv_buffer_size: Option<usize>,
     /// `send_buffer_size`: `SO_SNDBUF` in bytes; `None` = the I/O layer's default.
     pub send_buffer_size: Option<usize>,
+    /// `batch_wait_us`: io_uring receive coalescing window in µs (0: off). Default 200.
+    pub batch_wait_us: u32,
 }
 
 impl Default for Server {
@@ -106,6 +108,7 @@ impl Default for Server {
             overload_retry_after: 5,
             recv_buffer_size: None,
             send_buffer_size: None,
+            batch_wait_us: 200,
         }
     }
 }
@@ -155,6 +158,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "overload_retry_after",
     "recv_buffer_size",
     "send_buffer_size",
+    "batch_wait_us",
 ];
 
 /// Shortest admin token accepted: 16 bytes, e.g. `openssl rand -hex 16` (32 characters).
@@ -383,6 +387,9 @@ pub(crate) fn read_server(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Server {
     }
     let buf = |c: &mut Ctx<'_>, k: &str, v: &Value<'_>| c.int(k, v, 4096..=(1 << 30));
     s.recv_buffer_size = ctx.at(t, "recv_buffer_size", buf).map(|n| n as usize);
+    if let Some(n) = ctx.at(t, "batch_wait_us", |c, k, v| c.int(k, v, 0..=10_000)) {
+        s.batch_wait_us = n as u32;
+    }
     s.send_buffer_size = ctx.at(t, "send_buffer_size", buf).map(|n| n as usize);
     s
 }

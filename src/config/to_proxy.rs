@@ -163,6 +163,7 @@ impl Settings {
         if let Some(n) = cfg.server.recv_buffer_size.max(cfg.server.send_buffer_size) {
             net.socket_buffer = n;
         }
+        net.batch_wait = std::time::Duration::from_micros(u64::from(cfg.server.batch_wait_us));
         Settings {
             listen: cfg.server.listen.clone(),
             advertise: cfg.server.advertise.clone(),

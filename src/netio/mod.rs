@@ -241,6 +241,13 @@ pub struct NetConfig {
     /// `SO_RCVBUF` / `SO_SNDBUF` asked for (the kernel caps them at `net.core.rmem_max` /
     /// `wmem_max`). Default 4 MiB.
     pub socket_buffer: usize,
+    /// io_uring: how long a batch's wait keeps collecting completions before it returns with
+    /// the first ones (the kernel's `min_wait`, Linux 6.12): one wake-up then serves every
+    /// datagram that arrived in that window instead of one each. It delays a datagram by at
+    /// most this much, and only when traffic is dense (the window starts when the wait does,
+    /// so one arriving after a quiet spell is handled at once). Zero: wake for each
+    /// completion. Ignored by mmsg and by kernels without `min_wait`. Default zero.
+    pub batch_wait: Duration,
 }
 
 impl Default for NetConfig {
@@ -252,6 +259,7 @@ impl Default for NetConfig {
             transmits: 384,
             header_capacity: 1024,
             socket_buffer: 4 << 20,
+            batch_wait: Duration::ZERO,
         }
     }
 }

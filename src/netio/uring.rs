@@ -49,6 +49,9 @@ const RECVMSG_OUT_LEN: usize = 16;
 /// requeues it (`MULTISHOT_MAX_RETRY`): a batch that got fewer from the normal lane left
 /// nothing behind worth asking about.
 const MULTISHOT_ROUND: usize = 32;
+/// With a batch wait: the completions asked for (in practice never reached: a multishot
+/// receive posts one task-work item per socket wake-up, so the window always runs out first).
+const BATCH_WANT: usize = 64;
 /// How long a batch waits for its sends before giving up with an error.
 const SEND_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -275,6 +278,8 @@ pub struct UringDatapath {
     backlog: super::Backlog,
     /// An unexpected receive error, reported by `run_batch` once the batch is consistent.
     recv_error: Option<io::Error>,
+    /// `NetConfig::batch_wait` in µs when set and the kernel has `min_wait`.
+    batch_wait_us: Option<u32>,
 }
 
 // SAFETY: the raw pointers inside (msghdrs, provided buffers, iovecs) point at memory owned by
@@ -339,7 +344,10 @@ impl UringDatapath {
             })
             .collect();
         let cap = tx.capacity();
+        let batch_wait_us = (!cfg.batch_wait.is_zero() && ring.params().is_feature_min_timeout())
+            .then(|| u32::try_from(cfg.batch_wait.as_micros()).unwrap_or(u32::MAX));
         Ok(UringDatapath {
+            batch_wait_us,
             ring,
             mode,
             enabled: mode != RingMode::DeferTaskrun,
@@ -492,13 +500,29 @@ impl UringDatapath {
 
     /// Submits queued SQEs and waits up to `timeout` for one completion.
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let r = match timeout {
-            None => self.ring.submit_and_wait(1),
-            Some(t) if t.is_zero() => self.ring.submit(),
-            Some(t) => {
+        self.wait_batch(timeout, None)
+    }
+
+    /// [`UringDatapath::wait`]; with `window` (µs), completions that arrive within it of the
+    /// start of the wait are collected before returning (the kernel's `min_wait`).
+    fn wait_batch(&mut self, timeout: Option<Duration>, window: Option<u32>) -> io::Result<()> {
+        let r = match (timeout, window) {
+            (Some(t), _) if t.is_zero() => self.ring.submit(),
+            (None, None) => self.ring.submit_and_wait(1),
+            (None, Some(us)) => {
+                let args = SubmitArgs::new().min_wait_usec(us);
+                self.ring.submitter().submit_with_args(BATCH_WANT, &args)
+            }
+            (Some(t), window) => {
                 let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
                 let args = SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
+                match window {
+                    Some(us) => self
+                        .ring
+                        .submitter()
+                        .submit_with_args(BATCH_WANT, &args.min_wait_usec(us)),
+                    None => self.ring.submitter().submit_with_args(1, &args),
+                }
             }
         };
         match r {
@@ -599,7 +623,11 @@ impl Datapath for UringDatapath {
         }
         self.arm()?;
         if self.npending == 0 && self.ring.completion().is_empty() {
-            self.wait(wait_for(max_wait, handler.next_deadline(), Instant::now()))?;
+            let window = self.batch_wait_us;
+            self.wait_batch(
+                wait_for(max_wait, handler.next_deadline(), Instant::now()),
+                window,
+            )?;
         } else if !self.ring.submission().is_empty() {
             self.submit()?;
         }
