@@ -192,7 +192,7 @@ def launch(system, work, backends, log):
                 f'[server]\nlisten = ["udp:{target}"]\nworkers = 1\ndatapath = "{dp}"\n'
                 f"recv_buffer_size = {SOCK_BUF}\nsend_buffer_size = {SOCK_BUF}\n"
                 f'[dispatcher]\nlist_file = "dispatcher.list"\n'
-                + ("flags = 2\n[tm]\nmax_transactions = 262144\n" if stateful else "")
+                + ("flags = 2\n[tm]\nmax_transactions = 262144\npreallocate = true\n" if stateful else "")
                 + '[[route]]\nselect = "1=4"\n'
                 + ("failover = true\n" if stateful else "")
             )
