@@ -175,6 +175,20 @@ pub(crate) fn steer(
     }
 }
 
+/// [`steer`] on the group of each address of a datapath (`socks`: per address, its normal and
+/// priority socket; the program is attached through the normal one).
+pub(crate) fn steer_lanes(socks: &[[Socket; 2]], steering: &super::Steering) -> io::Result<()> {
+    for [normal, _] in socks {
+        steer(
+            normal,
+            steering.spread,
+            steering.members as u32,
+            steering.priority_prefix,
+        )?;
+    }
+    Ok(())
+}
+
 /// `SO_MEMINFO` (asm-generic value), and the indexes of its `u32` array we read.
 const SO_MEMINFO: libc::c_int = 55;
 const SK_MEMINFO_RMEM_ALLOC: usize = 0;

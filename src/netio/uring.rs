@@ -599,15 +599,7 @@ impl Datapath for UringDatapath {
     }
 
     fn steer(&self, steering: &super::Steering) -> io::Result<()> {
-        for [normal, _] in &self.socks {
-            super::sock::steer(
-                normal,
-                steering.spread,
-                steering.members as u32,
-                steering.priority_prefix,
-            )?;
-        }
-        Ok(())
+        super::sock::steer_lanes(&self.socks, steering)
     }
 
     fn run_batch(

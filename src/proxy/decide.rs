@@ -204,14 +204,9 @@ impl Decider {
         let branch_key = stable_hash(&[&c.branch]);
         let method = c.req.method;
         if (method == b"CANCEL" || method == b"ACK")
-            && let Some((pick, addr)) = self.recent.get(branch_key, now)
+            && let Some(went) = self.recent.get(branch_key, now)
         {
-            let hop = Hop::Dispatched {
-                pick,
-                list: &[],
-                route: None,
-            };
-            return forward(cfg, msg, pkt, &c, addr, hop, None);
+            return follow_invite(cfg, msg, pkt, &c, went);
         }
         // An in-dialog request without a Route set goes to its Request-URI (the remote target
         // from the dialog's Contact, RFC 3261 §12.2.1.1) when that names another element by
@@ -232,14 +227,9 @@ impl Decider {
         // A retransmission of an INVITE already forwarded follows it instead.
         if self.behind && !c.in_dialog && method != b"ACK" && method != b"CANCEL" {
             if method == b"INVITE"
-                && let Some((pick, addr)) = self.recent.get(branch_key, now)
+                && let Some(went) = self.recent.get(branch_key, now)
             {
-                let hop = Hop::Dispatched {
-                    pick,
-                    list: &[],
-                    route: None,
-                };
-                return forward(cfg, msg, pkt, &c, addr, hop, None);
+                return follow_invite(cfg, msg, pkt, &c, went);
             }
             if !self.admit(cfg.overload.admit_percent) {
                 counters.overload_refused += 1;
@@ -502,6 +492,23 @@ fn forward<'a>(
 }
 
 /// A stateless reply decision (never to an ACK).
+/// Forwards a request where its INVITE went (`went`: the recent-INVITE table's pick and
+/// address): a CANCEL, a non-2xx ACK, or a retransmission of the INVITE itself.
+fn follow_invite<'a>(
+    cfg: &'a ProxyConfig,
+    msg: &Message<'a>,
+    pkt: &Inbound<'_>,
+    c: &Checked<'a>,
+    (pick, addr): (Pick, SocketAddr),
+) -> Decision<'a> {
+    let hop = Hop::Dispatched {
+        pick,
+        list: &[],
+        route: None,
+    };
+    forward(cfg, msg, pkt, c, addr, hop, None)
+}
+
 fn reply<'a>(
     cfg: &ProxyConfig,
     msg: &Message<'_>,
