@@ -733,3 +733,33 @@ fn priority_lane_is_handled_first_and_backlog_reported() {
         assert_eq!(last, Some(Load { backlog: false }), "{b}");
     }
 }
+
+#[test]
+fn batch_wait_delivers_everything_and_still_times_out() {
+    // With a coalescing window every datagram is still delivered, an idle wait still ends at
+    // its timeout, and a kernel without `min_wait` (or mmsg) simply ignores the window.
+    for b in socket_backends("batch_wait_delivers_everything_and_still_times_out") {
+        let cfg = NetConfig {
+            batch_wait: Duration::from_millis(1),
+            ..NetConfig::default()
+        };
+        let mut dp = open(b, &[addr(V4)], &cfg).unwrap();
+        let local = dp.local_addrs()[0];
+        let c = client(local);
+        for i in 0..50u32 {
+            c.send_to(&i.to_be_bytes(), local).unwrap();
+        }
+        let got = run_until(&mut *dp, 50, &mut legacy(|_, _| {}));
+        assert_eq!(got.received, 50, "{b}");
+        let t0 = Instant::now();
+        let idle = dp
+            .run_batch(Some(Duration::from_millis(50)), &mut legacy(|_, _| {}))
+            .unwrap();
+        assert_eq!(idle.received, 0, "{b}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{b}: idle wait {:?}",
+            t0.elapsed()
+        );
+    }
+}
