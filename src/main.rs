@@ -63,7 +63,9 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     for w in sipdisp::config::config_warnings(&config) {
         eprintln!("sipdisp: warning: {w}");
     }
-    let settings = Settings::from_config(&config);
+    let mut settings = Settings::from_config(&config);
+    // Start on the list the check read (a database is read once, and nothing changes between).
+    settings.preloaded = report.list;
     let workers = settings.workers;
     let running = daemon::start(settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let plane = running.plane();

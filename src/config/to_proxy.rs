@@ -100,6 +100,9 @@ pub struct Settings {
     pub max_transactions: usize,
     /// `[tm] preallocate`: allocate every slot at start.
     pub preallocate: bool,
+    /// The destinations as already read (by `run`'s check, so that the daemon starts on the
+    /// very list that was checked and a database is read once); `None`: read at start.
+    pub preloaded: Option<crate::dispatch::LoadedList>,
 }
 
 impl Config {
@@ -183,6 +186,7 @@ impl Settings {
             event_hook: cfg.dispatcher.event_hook.clone(),
             max_transactions: cfg.tm.max_transactions,
             preallocate: cfg.tm.preallocate,
+            preloaded: None,
         }
     }
 }

@@ -110,7 +110,10 @@ impl Running {
 /// everything is listening.
 pub fn start(settings: Settings) -> Result<Running, DaemonError> {
     let listen: Vec<SocketAddr> = settings.listen.iter().map(|l| l.addr).collect();
-    let (plane, warnings) = load_plane(&settings.source, &settings.params, &listen)?;
+    let (plane, warnings) = match &settings.preloaded {
+        Some(list) => crate::plane::plane_of(list, &settings.source.name(), &settings.params),
+        None => load_plane(&settings.source, &settings.params, &listen)?,
+    };
     for w in warnings {
         eprintln!("sipdisp: warning: {w}");
     }

@@ -4,7 +4,9 @@
 //! that publishes a plane does it the same way.
 
 use super::Plane;
-use crate::dispatch::{Carry, DispatchParams, ListEntry, ListErrors, LoadHooks, Snapshot};
+use crate::dispatch::{
+    Carry, DispatchParams, ListEntry, ListErrors, LoadHooks, LoadedList, Snapshot,
+};
 use crate::source::{Source, SourceError};
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -47,10 +49,16 @@ pub fn load_plane(
         SourceError::Unavailable(why) => LoadError::ListRead(why),
         SourceError::Invalid(e) => LoadError::List(e),
     })?;
+    Ok(plane_of(&loaded, &name, params))
+}
+
+/// The first plane from a list already read from the source named `name` (see
+/// [`load_plane`]), with its warnings.
+pub fn plane_of(loaded: &LoadedList, name: &str, params: &DispatchParams) -> (Plane, Vec<String>) {
     let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
     let snapshot = Snapshot::build(&loaded.entries, params.clone(), seed());
-    let plane = plane_from(snapshot, &name, &mut warnings);
-    Ok((plane, warnings))
+    let plane = plane_from(snapshot, name, &mut warnings);
+    (plane, warnings)
 }
 
 /// A destination host's first address: IP literals directly, names through the system

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::dispatch::{Destination, Pick, SetId, Snapshot};
 
-pub use build::{LoadError, load_plane, plane_from, resolve_host, successor};
+pub use build::{LoadError, load_plane, plane_from, plane_of, resolve_host, successor};
 pub use shared::Shared;
 
 /// `ds_is_from_list` mode bit: ignore the port.
