@@ -45,6 +45,13 @@ pub struct MmsgDatapath {
     /// starve others.
     first: usize,
     backlog: super::Backlog,
+    /// `NetConfig::batch_wait`, and how many datagrams the previous batch received: after a
+    /// batch with some traffic, the next one first naps for the window so that one `poll` and
+    /// one `recvmmsg` serve what arrived meanwhile (after a quiet batch it waits as usual and
+    /// handles the first arrival at once; after a full one it reads at once) — the
+    /// `min_wait` of the io_uring backend, by hand.
+    batch_wait: Duration,
+    last_filled: usize,
 }
 
 // SAFETY: the raw pointers in the iovec / msghdr arrays point into buffers owned by this value
@@ -113,6 +120,8 @@ impl MmsgDatapath {
             tx,
             first: 0,
             backlog: super::Backlog::default(),
+            batch_wait: cfg.batch_wait,
+            last_filled: 0,
         })
     }
 
@@ -299,8 +308,20 @@ impl Datapath for MmsgDatapath {
         handler: &mut dyn Handler,
     ) -> io::Result<BatchStats> {
         let mut stats = BatchStats::default();
-        let timeout = wait_for(max_wait, handler.next_deadline(), Instant::now());
+        let mut timeout = wait_for(max_wait, handler.next_deadline(), Instant::now());
+        // A full previous batch means more is waiting already: no nap then.
+        if self.last_filled > 0
+            && self.last_filled < self.rx_hdrs.len()
+            && !self.batch_wait.is_zero()
+        {
+            let nap = timeout.map_or(self.batch_wait, |t| t.min(self.batch_wait));
+            if !nap.is_zero() {
+                std::thread::sleep(nap);
+                timeout = timeout.map(|t| t.saturating_sub(nap));
+            }
+        }
         let (filled, backlog) = self.receive(timeout)?;
+        self.last_filled = filled;
         // The clock is read after the wait: every datagram of this batch carries this time.
         let now = Instant::now();
         stats.backlog = u64::from(backlog);

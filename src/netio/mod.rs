@@ -246,7 +246,9 @@ pub struct NetConfig {
     /// datagram that arrived in that window instead of one each. It delays a datagram by at
     /// most this much, and only when traffic is dense (the window starts when the wait does,
     /// so one arriving after a quiet spell is handled at once). Zero: wake for each
-    /// completion. Ignored by mmsg and by kernels without `min_wait`. Default zero.
+    /// completion. mmsg does the same by hand (a nap of this length before reading, after a
+    /// batch that received something); io_uring kernels without `min_wait` ignore it. Default
+    /// zero.
     pub batch_wait: Duration,
 }
 
