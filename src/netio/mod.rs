@@ -232,9 +232,10 @@ pub struct NetConfig {
     pub recv_buffers: usize,
     /// mmsg and memory: most datagrams received per batch. Default 64.
     pub batch: usize,
-    /// Most transmits queued per batch ([`OutboxError::Full`] beyond). Default 384. Keep it at
-    /// least `recv_buffers` (io_uring) and `batch` (mmsg) so every datagram of a full batch can
-    /// be forwarded, plus room for what the tick sends.
+    /// Most transmits queued per batch ([`OutboxError::Full`] beyond). Default 1024. Keep it
+    /// at least the receive buffers of both lanes (io_uring: 3 × `recv_buffers`) and `batch`
+    /// (mmsg), so every datagram of a full batch can be forwarded, plus room for what the tick
+    /// sends.
     pub transmits: usize,
     /// Bytes of copied (non zero-copy) pieces per transmit. Default 1024.
     pub header_capacity: usize,
@@ -258,7 +259,7 @@ impl Default for NetConfig {
             max_datagram: 65_536,
             recv_buffers: 256,
             batch: 64,
-            transmits: 384,
+            transmits: 1024,
             header_capacity: 1024,
             socket_buffer: 4 << 20,
             batch_wait: Duration::ZERO,

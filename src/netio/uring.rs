@@ -275,6 +275,9 @@ pub struct UringDatapath {
     /// receive ran out of buffers (together: [`Load::backlog`]).
     normal_rx: usize,
     normal_starved: bool,
+    /// Since the last batch began: the priority lane ran out of buffers (more replies than a
+    /// batch takes: the worker is behind whatever the normal lane says).
+    priority_starved: bool,
     backlog: super::Backlog,
     /// An unexpected receive error, reported by `run_batch` once the batch is consistent.
     recv_error: Option<io::Error>,
@@ -306,16 +309,18 @@ impl UringDatapath {
     ) -> io::Result<UringDatapath> {
         let (socks, locals) = bind_lanes(addrs, cfg)?;
         let count = cfg.recv_buffers.clamp(1, 32_768).next_power_of_two() as u16;
-        // The priority lane carries replies to what the normal lane forwarded: half as many
-        // buffers (a burst beyond waits in its own socket queue, never in the normal one).
-        let prio_count = (count / 2).max(1);
+        // The priority lane carries the replies to what the normal lane forwarded, often
+        // several per request (100, 180, 200): twice as many buffers, so that a batch can take
+        // them all (receive buffers cost only the pages datagrams were written to). A burst
+        // beyond waits in its own socket queue, never in the normal one.
+        let prio_count = (u32::from(count) * 2).min(32_768) as u16;
         let nsocks = 2 * socks.len();
         let buf_len = RECVMSG_OUT_LEN + SOCKADDR_LEN + cfg.max_datagram.max(1);
         let tx = TxQueue::new(cfg.transmits, cfg.header_capacity);
         let sq = (tx.capacity() + 2 * nsocks + 8)
             .next_power_of_two()
             .min(32_768) as u32;
-        let cq = (2 * (usize::from(count + prio_count) + tx.capacity() + 2 * nsocks))
+        let cq = (2 * (usize::from(count) + usize::from(prio_count) + tx.capacity() + 2 * nsocks))
             .next_power_of_two()
             .min(65_536) as u32;
         let (ring, mode) = with_fallback(modes, |mode| mode.build(sq, cq.max(2 * sq)))?;
@@ -376,6 +381,7 @@ impl UringDatapath {
             enobufs: 0,
             normal_rx: 0,
             normal_starved: false,
+            priority_starved: false,
             backlog: super::Backlog::default(),
             recv_error: None,
         })
@@ -447,6 +453,7 @@ impl UringDatapath {
                     if res < 0 {
                         self.enobufs += u64::from(res == -libc::ENOBUFS);
                         self.normal_starved |= res == -libc::ENOBUFS && idx % 2 == 0;
+                        self.priority_starved |= res == -libc::ENOBUFS && idx % 2 == 1;
                         match -res {
                             libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
                             libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH => {}
@@ -638,9 +645,10 @@ impl Datapath for UringDatapath {
                 .map(|[normal, _]| super::sock::queue_fill_percent(normal).unwrap_or(0))
                 .max()
                 .unwrap_or(0)
-        });
+        }) || self.priority_starved;
         self.normal_rx = 0;
         self.normal_starved = false;
+        self.priority_starved = false;
         stats.backlog = u64::from(backlog);
         handler.begin(now, Load { backlog });
         let handled = self.npending;
