@@ -89,21 +89,30 @@ fn fault(addr: SocketAddr, method: &str, params: Value) -> (String, Value) {
     )
 }
 
-/// `dispatcher.list` as (set, uri, flags) rows.
-fn rows(addr: SocketAddr) -> Vec<(u64, String, String)> {
+/// `dispatcher.list` as (set id, `DEST` object) per destination, in listing order.
+pub fn list_dests(addr: SocketAddr) -> Vec<(u64, Value)> {
     let (_, v) = rpc(addr, "dispatcher.list", json!([]));
     let mut out = Vec::new();
     for r in v["result"]["RECORDS"].as_array().into_iter().flatten() {
         for t in r["SET"]["TARGETS"].as_array().unwrap() {
-            let d = &t["DEST"];
-            out.push((
-                r["SET"]["ID"].as_u64().unwrap(),
-                d["URI"].as_str().unwrap().to_owned(),
-                d["FLAGS"].as_str().unwrap().to_owned(),
-            ));
+            out.push((r["SET"]["ID"].as_u64().unwrap(), t["DEST"].clone()));
         }
     }
     out
+}
+
+/// `dispatcher.list` as (set, uri, flags) rows.
+fn rows(addr: SocketAddr) -> Vec<(u64, String, String)> {
+    list_dests(addr)
+        .into_iter()
+        .map(|(set, d)| {
+            (
+                set,
+                d["URI"].as_str().unwrap().to_owned(),
+                d["FLAGS"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 struct Lb {

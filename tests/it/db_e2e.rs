@@ -85,19 +85,16 @@ fn same_list(what: &str, a: SocketAddr, k: &Kamailio) {
 
 /// (set, URI, priority) per destination in listing order.
 fn listing(addr: SocketAddr) -> Vec<(u64, String, i64)> {
-    let (_, v) = rpc(addr, "dispatcher.list", json!([]));
-    let mut out = Vec::new();
-    for r in v["result"]["RECORDS"].as_array().into_iter().flatten() {
-        for t in r["SET"]["TARGETS"].as_array().unwrap() {
-            let d = &t["DEST"];
-            out.push((
-                r["SET"]["ID"].as_u64().unwrap(),
+    super::control_e2e::list_dests(addr)
+        .into_iter()
+        .map(|(set, d)| {
+            (
+                set,
                 d["URI"].as_str().unwrap().to_owned(),
                 d["PRIORITY"].as_i64().unwrap(),
-            ));
-        }
-    }
-    out
+            )
+        })
+        .collect()
 }
 
 fn check(config: &str) -> (bool, String) {
