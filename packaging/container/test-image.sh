@@ -54,8 +54,11 @@ run_case() { # $1: label, $2: expected log text, rest: podman run options
     [ $SECONDS -lt $end ] || fail "$label: not listening: $(podman "${STORE[@]}" logs "$NAME" 2>&1)"
     sleep 0.3
   done
-  podman "${STORE[@]}" logs "$NAME" 2>&1 | grep -q "$want" \
-    || fail "$label: expected \"$want\" in: $(podman "${STORE[@]}" logs "$NAME" 2>&1)"
+  # Into a variable first: `podman logs | grep -q` under pipefail fails when grep stops
+  # reading before podman has written everything.
+  local logs
+  logs=$(podman "${STORE[@]}" logs "$NAME" 2>&1)
+  grep -q "$want" <<<"$logs" || fail "$label: expected \"$want\" in: $logs"
   local user
   user=$(podman "${STORE[@]}" exec "$NAME" id -un)
   [ "$user" = sipdisp ] || fail "$label: runs as $user"

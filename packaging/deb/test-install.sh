@@ -21,7 +21,7 @@ mkdir -p "$WORK"
 NSPAWN=""
 cleanup() {
   set +e
-  pkill -f 'sipp -sn uas -i 127.0.0.1 -p 507[23]' 2>/dev/null
+  pkill -f 'sipp -sn uas -i 127.0.0.1 -p 507[0-3]' 2>/dev/null
   if [ -n "$NSPAWN" ]; then kill -TERM "$NSPAWN" 2>/dev/null; wait "$NSPAWN" 2>/dev/null; fi
   rm -rf "$ROOT"
 }
@@ -96,7 +96,10 @@ OK=$(tail -n1 "$WORK/uac.csv" | awk -F';' '{print $16}')
 say "sipp: ${OK:-?} successful calls"
 inside sipdisp ctl dispatcher.list >"$WORK/ctl.out" || fail "sipdisp ctl"
 grep -q "sip:127.0.0.1:5070" "$WORK/ctl.out" || fail "ctl output: $(cat "$WORK/ctl.out")"
-curl -sf 127.0.0.1:9090/metrics | grep -q '^sipdisp_destination_up' || fail "/metrics"
+# To a file first: `curl | grep -q` under pipefail fails whenever grep stops reading before
+# curl has written the whole page (curl then exits 23 on the closed pipe).
+curl -sf -m 10 -o "$WORK/metrics.out" 127.0.0.1:9090/metrics || fail "/metrics: curl exited $?"
+grep -q '^sipdisp_destination_up' "$WORK/metrics.out" || fail "/metrics: no sipdisp_destination_up in $(wc -l <"$WORK/metrics.out") lines"
 pkill -f 'sipp -sn uas -i 127.0.0.1 -p 507[01]' || true
 
 say "upgrade to $(basename "$DEB2") keeps an edited conffile"
