@@ -270,8 +270,9 @@ pub struct Full;
 impl TxnTable {
     /// A table of at least `capacity` slots in `shards` shards (a power of two is not needed);
     /// `epoch` is any instant before the first use (time origin of the shard deadlines). With
-    /// `preallocate`, every slot and its buffers are allocated and touched now (Kamailio's
-    /// `shm_force_alloc`); otherwise a slot is allocated the first time it is used.
+    /// `preallocate`, each shard's share of `capacity` (its first slots, the ones a shard hands
+    /// out first) is allocated and touched now with its buffers (Kamailio's `shm_force_alloc`);
+    /// any other slot is allocated the first time it is used.
     ///
     /// The table holds at most `capacity` calls; each shard has room for twice its share (at
     /// least 8), so an uneven spread of keys over the shards does not refuse a call while the
@@ -279,13 +280,14 @@ impl TxnTable {
     pub fn new(capacity: usize, shards: usize, epoch: Instant, preallocate: bool) -> TxnTable {
         let shards = shards.max(1);
         let capacity = capacity.max(1);
-        let per = (2 * capacity.div_ceil(shards)).max(8);
+        let share = capacity.div_ceil(shards);
+        let per = (2 * share).max(8);
         TxnTable {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
                         entries: (0..per)
-                            .map(|_| preallocate.then(Entry::preallocated))
+                            .map(|i| (preallocate && i < share).then(Entry::preallocated))
                             .collect(),
                         free: (0..per as u32).rev().collect(),
                         by_key: HashMap::with_capacity_and_hasher(per, ahash::RandomState::new()),
@@ -402,6 +404,33 @@ mod tests {
         t.free(&mut t.lock(s0), i0);
         assert_eq!(t.live(), 1);
         assert!(t.insert(&mut t.lock(s), 7, call()).is_ok());
+    }
+
+    #[test]
+    fn preallocation_touches_each_shards_share_and_hands_it_out_first() {
+        // 100 calls over 4 shards: 25 slots preallocated per shard (not the 50 of room), and
+        // a shard's first calls land in them.
+        let t = TxnTable::new(100, 4, Instant::now(), true);
+        for s in 0..4 {
+            let shard = t.lock(s);
+            assert_eq!(shard.entries.len(), 50);
+            assert_eq!(shard.entries.iter().filter(|e| e.is_some()).count(), 25);
+        }
+        let key = 3u64;
+        let s = t.shard_of(key);
+        let mut shard = t.lock(s);
+        let i = t.insert(&mut shard, key, call()).expect("room");
+        assert!(i < 25, "first call in slot {i}");
+        let (_, e) = shard.find(key).expect("stored");
+        assert!(e.stored.request.capacity() >= PREALLOCATED_REQUEST);
+        drop(shard);
+        assert!(
+            TxnTable::new(100, 4, Instant::now(), false)
+                .lock(0)
+                .entries
+                .iter()
+                .all(|e| e.is_none())
+        );
     }
 
     #[test]
