@@ -396,8 +396,10 @@ fn loose_route<'a>(
     counters: &mut Counters,
 ) -> Option<Decision<'a>> {
     let mut routes = msg.routes();
-    // `checked`: the next hop must be allowed; a dialog that came through us (our Route, no
-    // other) goes to its Request-URI, as Kamailio's loose_route() + t_relay().
+    // `checked`: the next hop must be allowed. A dialog that came through us (our Route, no
+    // other) goes to its Request-URI, as Kamailio's loose_route() + t_relay() — unchecked only
+    // when a backend sends it (a callee's request to its caller, whose Contact is anywhere):
+    // anyone can write our Route, so from elsewhere the Request-URI must be allowed too.
     // RFC 3261 §16.6 step 6: a next hop without `lr` is a strict router, which would need the
     // Request-URI moved into the Route set; sipdisp refuses that rather than mangle the route.
     let strict = |uri: &sipdisp_parser::Uri<'_>| uri.param(b"lr").is_none();
@@ -410,7 +412,10 @@ fn loose_route<'a>(
                 }
                 Some(Ok(next)) => (ip_port(next.uri.host, next.uri.port), true),
                 Some(Err(_)) => return Some(reply(cfg, msg, pkt, 400, "Malformed Route")),
-                None if c.in_dialog => (ip_port(c.ruri.host, c.ruri.port), false),
+                None if c.in_dialog => (
+                    ip_port(c.ruri.host, c.ruri.port),
+                    !trusted_source(cfg, plane, pkt.flow.remote),
+                ),
                 None => return None,
             }
         }
@@ -426,6 +431,17 @@ fn loose_route<'a>(
         Some(addr) => forward(cfg, msg, pkt, c, addr, Hop::Routed, None),
         None => Decision::Drop(DropReason::NoNextHop),
     })
+}
+
+/// Whether `source` is a destination of the plane (address and port, as `ds_is_from_list`
+/// with mode 0) or inside `allowed_next_hops`: a peer whose in-dialog requests may go to any
+/// Request-URI, and that flood control never limits.
+pub(crate) fn trusted_source(cfg: &ProxyConfig, plane: &Plane, source: SocketAddr) -> bool {
+    plane.is_destination(source)
+        || cfg
+            .allowed_next_hops
+            .iter()
+            .any(|n| n.contains(source.ip()))
 }
 
 /// Whether a request may be sent to `addr` on the strength of a Route or Request-URI: a

@@ -273,13 +273,13 @@ impl Txn {
         let index = token.index;
         self.perform(&ctx, &actions, &mut shard, s, index, sink, counters);
         self.settle(&mut shard, s, index, counters);
-        Some(
-            if code < 200 || actions.contains(&Action::ForwardResponse) {
-                Verdict::Relayed
-            } else {
-                Verdict::Absorbed
-            },
-        )
+        // A 100, a provisional after the answer or a final response that is not (yet) the
+        // best ends here; only what went to the caller counts as relayed.
+        Some(if actions.contains(&Action::ForwardResponse) {
+            Verdict::Relayed
+        } else {
+            Verdict::Absorbed
+        })
     }
 
     /// Runs the due timers of this worker's shards.

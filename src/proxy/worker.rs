@@ -154,9 +154,10 @@ impl Worker {
                         .response()
                         .map_or(0, |s| usize::from(s.code / 100).min(6))),
                 };
+                // Backends and `allowed_next_hops` are never flood-limited.
                 if kind.is_ok()
                     && let Some(p) = &mut self.pike
-                    && !exempt(&self.cfg, plane, pkt.flow.remote)
+                    && !decide::trusted_source(&self.cfg, plane, pkt.flow.remote)
                     && p.check(pkt.flow.remote.ip(), now) == super::pike::Check::Blocked
                 {
                     self.counters.pike_blocked += 1;
@@ -281,15 +282,6 @@ fn call_load(plane: &Plane, msg: &sipdisp_parser::Message<'_>, v: &Verdict) {
 
 fn cfg_pike(cfg: &ProxyConfig) -> Option<super::pike::Pike> {
     cfg.pike.map(super::pike::Pike::new)
-}
-
-/// Backends and `allowed_next_hops` are never flood-limited.
-fn exempt(cfg: &ProxyConfig, plane: &Plane, source: std::net::SocketAddr) -> bool {
-    plane.is_destination(source)
-        || cfg
-            .allowed_next_hops
-            .iter()
-            .any(|n| n.contains(source.ip()))
 }
 
 /// `503` + `Retry-After` to a flood-limited request (`[pike] action = "503"`).

@@ -82,10 +82,22 @@ fn requests_never_go_to_a_next_hop_no_configuration_allows() {
         Responder::start("127.0.0.1:0"),
     );
     let admin = free_tcp_port();
-    let lb = lb(admin, &format!("1 sip:{}\n1 sip:{}\n", b1.addr, b2.addr));
+    // A gateway that sends requests of its own (set 2: no route selects it).
+    let gw = Client::new("127.0.0.1:0");
+    let gw_addr = gw.sock.local_addr().unwrap();
+    let lb = lb(
+        admin,
+        &format!("1 sip:{}\n1 sip:{}\n2 sip:{gw_addr}\n", b1.addr, b2.addr),
+    );
     let c = Client::new("127.0.0.1:0");
     let v = victim.addr;
     let me = lb.addr();
+    let in_dialog = |m: String| {
+        m.replace(
+            "To: <sip:bob@example.com>",
+            "To: <sip:bob@example.com>;tag=x",
+        )
+    };
     let cases = [
         // An out-of-dialog INVITE whose first Route names the victim.
         c.request(
@@ -104,11 +116,16 @@ fn requests_never_go_to_a_next_hop_no_configuration_allows() {
             &format!("Route: <sip:{me};lr>, <sip:{v};lr>\r\n"),
         ),
         // An in-dialog BYE (To tag, no Route) whose Request-URI names the victim.
-        c.request("BYE", &format!("sip:bob@{v}"), "r3", "r3", "")
-            .replace(
-                "To: <sip:bob@example.com>",
-                "To: <sip:bob@example.com>;tag=x",
-            ),
+        in_dialog(c.request("BYE", &format!("sip:bob@{v}"), "r3", "r3", "")),
+        // The same with our Route (anyone can write it): the dialog "came through us", but
+        // from a caller its Request-URI must still be a next hop the configuration allows.
+        in_dialog(c.request(
+            "BYE",
+            &format!("sip:bob@{v}"),
+            "r5",
+            "r5",
+            &format!("Route: <sip:{me};lr>\r\n"),
+        )),
     ];
     for m in &cases {
         let r = c.transact(me, m).expect("an answer");
@@ -116,12 +133,7 @@ fn requests_never_go_to_a_next_hop_no_configuration_allows() {
         assert!(r.contains("Forbidden Next Hop"), "{r}");
     }
     // The same in-dialog BYE to a destination is routed (the dialog's backend).
-    let ok = c
-        .request("BYE", &format!("sip:bob@{}", b1.addr), "r4", "r4", "")
-        .replace(
-            "To: <sip:bob@example.com>",
-            "To: <sip:bob@example.com>;tag=x",
-        );
+    let ok = in_dialog(c.request("BYE", &format!("sip:bob@{}", b1.addr), "r4", "r4", ""));
     assert_eq!(c.transact(me, &ok).map(|r| code(&r)), Some(200));
     // Strict routing (a Route without `lr`, RFC 3261 §16.6 step 6), ours then the victim's, or
     // the victim's alone: refused with a clear 400, nothing sent anywhere.
@@ -140,10 +152,30 @@ fn requests_never_go_to_a_next_hop_no_configuration_allows() {
         assert_eq!(code(&r), 400, "{m}\n{r}");
         assert!(r.contains("Strict Routing Not Supported"), "{r}");
     }
-    let forbidden = metric_until(admin, "sipdisp_forbidden_next_hop_total", 3.0);
+    // A gateway's in-dialog request to its caller (our Route, the caller's Contact as
+    // Request-URI, anywhere on the Internet) is routed: the callee hangs up.
+    let bye = in_dialog(gw.request(
+        "BYE",
+        &format!("sip:alice@{}", c.sock.local_addr().unwrap()),
+        "r6",
+        "r6",
+        &format!("Route: <sip:{me};lr>\r\n"),
+    ));
+    gw.sock.send_to(bye.as_bytes(), me).unwrap();
+    c.sock
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = c
+        .sock
+        .recv_from(&mut buf)
+        .expect("the gateway's BYE reaches the caller");
+    let got = String::from_utf8_lossy(&buf[..n]);
+    assert!(got.starts_with("BYE sip:alice@"), "{got}");
+    let forbidden = metric_until(admin, "sipdisp_forbidden_next_hop_total", 4.0);
     thread::sleep(Duration::from_millis(200));
     assert_eq!(victim.received(), 0, "the victim received traffic");
-    assert_eq!(forbidden, 3.0);
+    assert_eq!(forbidden, 4.0);
 }
 
 #[test]

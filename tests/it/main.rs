@@ -15,4 +15,5 @@ mod kamailio_diff;
 mod netio_alloc;
 mod prometheus;
 mod proxy_alloc;
+mod proxy_sequences;
 mod support;
