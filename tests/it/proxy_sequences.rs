@@ -7,9 +7,15 @@
 //! * nothing is sent anywhere configuration does not allow: a destination of a set, a host of
 //!   `allowed_next_hops`, or the address of a peer that sent us a message (its responses; the
 //!   port may be its Via's, RFC 3261 §18.2.2);
+//! * a response goes to a peer only if that peer sent a request of the same call (no answer
+//!   of one caller's call reaches another);
 //! * one message never causes more than a bounded number of transmits (no amplification);
 //! * once the clock has run past every timer, no transaction is left in the table and, after
 //!   the call-load expiry, no call load on any destination.
+//!
+//! Two workers share the transaction table, and each message goes to the worker its source
+//! hashes to (as the kernel's flow steering does): a caller's requests and its gateways'
+//! responses meet on different workers.
 //!
 //! A sequence is decoded from bytes ([`run`]), so the same rig serves the deterministic test
 //! below (random byte strings from a fixed seed, run by CI) and the cargo-fuzz target
@@ -98,10 +104,19 @@ struct Recorder {
     sends: usize,
     /// Peers that sent us something, by address (their responses may use their Via's port).
     peers: Vec<IpAddr>,
+    /// The Call-IDs each peer's requests carried.
+    calls: Vec<(Vec<u8>, IpAddr)>,
+    /// Call-IDs of responses the rig corrupted or replayed: a transaction relays such a
+    /// response to its caller whatever its Call-ID says, so it is not checked.
+    tainted: Vec<Vec<u8>>,
     allowed: Network,
 }
 
 impl Recorder {
+    fn taint(&mut self, m: &[u8]) {
+        self.tainted.extend(call_ids(m));
+    }
+
     fn start(&mut self) {
         self.sends = 0;
     }
@@ -128,6 +143,23 @@ impl Sink for Recorder {
             String::from_utf8_lossy(&data)
         );
         assert!(data.len() <= 65_507, "a {}-byte datagram", data.len());
+        let to_backend = BACKENDS
+            .iter()
+            .any(|b| b.parse::<SocketAddr>().unwrap() == flow.remote);
+        if data.starts_with(b"SIP/2.0 ") && !to_backend {
+            let ids = call_ids(&data);
+            assert!(
+                ids.is_empty()
+                    || ids.iter().any(|id| self.tainted.contains(id))
+                    || ids.iter().any(|id| self
+                        .calls
+                        .iter()
+                        .any(|(c, ip)| c == id && *ip == flow.remote.ip())),
+                "a response sent to {}, which sent no request of its call:\n{}",
+                flow.remote,
+                String::from_utf8_lossy(&data)
+            );
+        }
         self.sends += 1;
         if self.kept.len() < KEPT {
             self.kept.push((flow.remote, data));
@@ -141,7 +173,7 @@ impl Sink for Recorder {
 
 /// The proxy under test, its clock and what it sent.
 struct Rig {
-    worker: Worker,
+    workers: [Worker; 2],
     table: Arc<TxnTable>,
     plane: Arc<Plane>,
     list: usize,
@@ -233,9 +265,11 @@ impl Rig {
         });
         let now = Instant::now();
         let table = Arc::new(TxnTable::new(64, 4, now, false));
-        let worker = Worker::new(cfg, 3).with_transactions(Arc::clone(&table), 0, 1);
+        let workers = [0, 1].map(|i| {
+            Worker::new(Arc::clone(&cfg), 3 + i as u64).with_transactions(Arc::clone(&table), i, 2)
+        });
         Rig {
-            worker,
+            workers,
             table,
             plane: plane(0, &params, None),
             list: 0,
@@ -246,6 +280,8 @@ impl Rig {
                 next: 0,
                 sends: 0,
                 peers: Vec::new(),
+                calls: Vec::new(),
+                tainted: Vec::new(),
                 allowed: Network::parse(ALLOWED).unwrap(),
             },
         }
@@ -256,14 +292,19 @@ impl Rig {
         if !self.sink.peers.contains(&from.ip()) {
             self.sink.peers.push(from.ip());
         }
+        if !data.starts_with(b"SIP/2.0 ") {
+            for id in call_ids(data) {
+                if !self.sink.calls.contains(&(id.clone(), from.ip())) {
+                    self.sink.calls.push((id, from.ip()));
+                }
+            }
+        }
         self.sink.start();
         let pkt = Inbound {
             data,
             flow: Flow::udp(SocketIdx(0), from),
         };
-        let v = self
-            .worker
-            .handle(self.now, &self.plane, &pkt, &mut self.sink);
+        let v = self.workers[steer(from)].handle(self.now, &self.plane, &pkt, &mut self.sink);
         if std::env::var_os("RIG_DEBUG").is_some() {
             eprintln!("{v:?} <- {}", String::from_utf8_lossy(data));
         }
@@ -278,8 +319,9 @@ impl Rig {
     fn advance(&mut self, by: Duration) {
         self.now += by;
         self.sink.start();
-        self.worker
-            .handle_timeout(self.now, &self.plane, &mut self.sink);
+        for w in &mut self.workers {
+            w.handle_timeout(self.now, &self.plane, &mut self.sink);
+        }
     }
 
     /// One operation decoded from `b`.
@@ -312,7 +354,9 @@ impl Rig {
                     return;
                 };
                 let mut m = answer(code, tag, &req);
-                corrupt(b, &mut m);
+                if corrupt(b, &mut m) {
+                    self.sink.taint(&m);
+                }
                 let from = if spoof { client(tag) } else { to };
                 self.deliver(&m, from);
             }
@@ -331,6 +375,7 @@ impl Rig {
                 }
                 let mut m = self.sink.kept[pick % self.sink.kept.len()].1.clone();
                 corrupt(b, &mut m);
+                self.sink.taint(&m);
                 self.deliver(&m, from);
             }
             // The clock moves (up to ~19 s).
@@ -339,7 +384,10 @@ impl Rig {
                 self.advance(Duration::from_millis(ms));
             }
             // The I/O layer says the worker is (not) behind.
-            7 => self.worker.begin(b.u8().is_multiple_of(2)),
+            7 => {
+                let v = b.u8();
+                self.workers[usize::from(v & 1)].begin(v & 2 == 0);
+            }
             // The caller of a forwarded INVITE cancels it.
             8 => {
                 let pick = b.u8();
@@ -412,6 +460,31 @@ impl Rig {
 }
 
 /// Mostly the first caller (so requests meet their transactions), sometimes the others.
+/// The worker a datagram from `from` goes to (a flow hash, as `SO_REUSEPORT` steering).
+fn steer(from: SocketAddr) -> usize {
+    let ip = match from.ip() {
+        IpAddr::V4(a) => a.octets().iter().map(|&o| usize::from(o)).sum::<usize>(),
+        IpAddr::V6(a) => a.octets().iter().map(|&o| usize::from(o)).sum::<usize>(),
+    };
+    (ip + usize::from(from.port())) % 2
+}
+
+/// The values of every Call-ID header (`Call-ID:` or compact `i:`) of `m`, trimmed.
+fn call_ids(m: &[u8]) -> Vec<Vec<u8>> {
+    let head = m
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(m, |i| &m[..i]);
+    head.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = line[..colon].trim_ascii();
+            (name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i"))
+                .then(|| line[colon + 1..].trim_ascii().to_vec())
+        })
+        .collect()
+}
+
 fn client(b: u8) -> SocketAddr {
     let i = if b < 170 {
         0
@@ -566,11 +639,11 @@ fn cancel_of(invite: &[u8]) -> Option<(SocketAddr, Vec<u8>)> {
     Some((from?, out.into_bytes()))
 }
 
-/// Maybe overwrites, truncates or duplicates part of `m`, as `b` says.
-fn corrupt(b: &mut Bytes<'_>, m: &mut Vec<u8>) {
+/// Maybe overwrites, truncates or duplicates part of `m`, as `b` says; true if it did.
+fn corrupt(b: &mut Bytes<'_>, m: &mut Vec<u8>) -> bool {
     let how = b.u8();
     if m.is_empty() || how < 192 {
-        return;
+        return false;
     }
     let at = (usize::from(b.u8()) * 7 + usize::from(b.u8())) % m.len();
     match how % 4 {
@@ -586,12 +659,13 @@ fn corrupt(b: &mut Bytes<'_>, m: &mut Vec<u8>) {
             m.splice(at..at, bytes);
         }
     }
+    true
 }
 
 /// Runs the sequence that `data` encodes, then drains the clock; panics on any broken
-/// promise (see the module documentation). Returns the worker's counters (what the sequence
+/// promise (see the module documentation). Returns each worker's counters (what the sequence
 /// reached).
-pub fn run(data: &[u8]) -> sipdisp::proxy::Counters {
+pub fn run(data: &[u8]) -> [sipdisp::proxy::Counters; 2] {
     let mut rig = Rig::new();
     let mut b = Bytes(data);
     let mut steps = 0;
@@ -600,11 +674,13 @@ pub fn run(data: &[u8]) -> sipdisp::proxy::Counters {
         steps += 1;
     }
     rig.drain();
-    rig.worker.counters().clone()
+    rig.workers.each_ref().map(|w| w.counters().clone())
 }
 
 #[cfg(test)]
 mod tests {
+    use sipdisp::proxy::Counters;
+
     /// xorshift64*: a fixed-seed generator, so a failure names the sequence that caused it.
     fn bytes(seed: u64, n: usize) -> Vec<u8> {
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -618,20 +694,9 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn random_sequences_keep_every_promise() {
-        let mut seen = sipdisp::proxy::Counters::default();
-        // `PROXY_SEQUENCES=n` runs more (or fewer) than the 400 CI runs.
-        let n = std::env::var("PROXY_SEQUENCES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(400u64);
-        for seed in 0..n {
-            let data = bytes(seed, 64 + (seed as usize % 7) * 96);
-            let r = std::panic::catch_unwind(|| super::run(&data));
-            let Ok(c) = r else {
-                panic!("sequence of seed {seed} broke a promise (see above)");
-            };
+    /// Adds the counters of both workers to `seen`.
+    fn add(seen: &mut Counters, cs: &[Counters; 2]) {
+        for c in cs {
             seen.forwarded += c.forwarded;
             seen.routed += c.routed;
             seen.relayed += c.relayed;
@@ -643,6 +708,30 @@ mod tests {
             for (a, b) in seen.replied.iter_mut().zip(c.replied) {
                 *a += b;
             }
+        }
+    }
+
+    fn total(cs: &[Counters; 2]) -> Counters {
+        let mut c = Counters::default();
+        add(&mut c, cs);
+        c
+    }
+
+    #[test]
+    fn random_sequences_keep_every_promise() {
+        let mut seen = Counters::default();
+        // `PROXY_SEQUENCES=n` runs more (or fewer) than the 400 CI runs.
+        let n = std::env::var("PROXY_SEQUENCES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(400u64);
+        for seed in 0..n {
+            let data = bytes(seed, 64 + (seed as usize % 7) * 96);
+            let r = std::panic::catch_unwind(|| super::run(&data));
+            let Ok(cs) = r else {
+                panic!("sequence of seed {seed} broke a promise (see above)");
+            };
+            add(&mut seen, &cs);
         }
         // The sequences are not vacuous: they reach every part of the proxy.
         let t = &seen.txn;
@@ -684,7 +773,7 @@ mod tests {
             data.extend_from_slice(&[3, u8::from(call == 0), 3, 1, 1, 0]);
             data.extend_from_slice(&[6, 20]);
         }
-        let c = super::run(&data);
+        let c = total(&super::run(&data));
         assert_eq!((c.txn.started, c.txn.ended), (4, 4), "{:?}", c.txn);
         assert_eq!(c.txn.failovers_code, 3, "{:?}", c.txn);
         assert!(c.relayed >= 4, "{c:?}");
@@ -694,7 +783,7 @@ mod tests {
     fn cancel_before_answer_meets_its_invite() {
         // INVITE, 180 from the gateway, CANCEL from the caller: matched, 487 flows back.
         let data = [1, 0, 8, 3, 0, 0, 0, 3, 0, 1, 1, 1, 0, 1, 0, 2, 3, 0, 0, 0];
-        let c = super::run(&data);
+        let c = total(&super::run(&data));
         assert_eq!(c.txn.cancels, 1, "{:?}", c.txn);
     }
 }
