@@ -108,6 +108,7 @@ pub(crate) const DISPATCHER_KEYS: &[&str] = &[
     "attrs_col",
     "ds_db_extra_attrs",
     "db_notify_channel",
+    "db_timeout",
 ];
 
 /// Kamailio parameters that are deliberately absent, with the reason shown to the operator.
@@ -200,6 +201,21 @@ fn read_db(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, dir: &Path) -> Option<DbSource>
     if notify.is_some() {
         given.push("db_notify_channel");
     }
+    let mut timeout = crate::source::db::DEFAULT_TIMEOUT;
+    if let Some(x) = ctx.at(t, "db_timeout", fractional_seconds) {
+        given.push("db_timeout");
+        if x.is_zero() {
+            let span = t.get("db_timeout").map_or(t.span.clone(), |v| v.span());
+            ctx.bad(
+                &span,
+                &t.key("db_timeout"),
+                "a positive number of seconds",
+                "0",
+            );
+        } else {
+            timeout = x;
+        }
+    }
     let Some(url) = url else {
         if t.get("db_url").is_none() {
             for key in given {
@@ -223,6 +239,7 @@ fn read_db(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, dir: &Path) -> Option<DbSource>
         columns,
         extra_attrs,
         notify_channel: notify,
+        timeout,
     })
 }
 

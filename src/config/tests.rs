@@ -278,6 +278,18 @@ const ERROR_CASES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "a database timeout of zero",
+        "[dispatcher]\ndb_url = \"sqlite://x.db\"\ndb_timeout = 0\n",
+        &["sipdisp.toml:3:14: dispatcher.db_timeout: expected a positive number of seconds, got 0"],
+    ),
+    (
+        "a database timeout without a database",
+        "[dispatcher]\ndb_timeout = 2\n",
+        &[
+            "sipdisp.toml:2:14: dispatcher.db_timeout: `db_timeout` needs `db_url` (the database source)",
+        ],
+    ),
+    (
         "unknown key in a route",
         "[[route]]\nselect = \"1=4\"\n\n[[route]]\nreply = 404\nmethod = \"INVITE\"\n",
         &["sipdisp.toml:6:1: route[2].method: unknown key"],

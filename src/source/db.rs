@@ -12,7 +12,10 @@
 //! Each row then goes through the list file's rules (`dispatch::parse_rows`).
 //!
 //! A connection is opened per operation (load, insert, delete) and closed after it, as
-//! Kamailio does for reloads; connecting gives up after [`CONNECT_TIMEOUT`]. Drivers, each
+//! Kamailio does for reloads; connecting gives up after [`CONNECT_TIMEOUT`], and a whole
+//! operation after `db_timeout` ([`DbSource::timeout`]): it runs on a thread of its own, so a
+//! server that accepts and then never answers (stopped, wedged) cannot hold a reload — and
+//! the control lock behind it — forever. Drivers, each
 //! behind its Cargo feature: `rusqlite` (SQLite, bundled), `postgres` (PostgreSQL, also the
 //! `LISTEN`/`NOTIFY` reload channel), `mysql` (MySQL, MariaDB). Identifiers (table and column
 //! names) are checked at configuration time to be plain SQL identifiers; values go as
@@ -26,6 +29,8 @@ mod postgres;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::SourceError;
@@ -36,6 +41,18 @@ use crate::dispatch::{
 
 /// How long connecting to a database server may take before the operation fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `db_timeout`'s default: longer than the drivers' own limits (PostgreSQL's
+/// `statement_timeout` and MySQL's read and write timeouts, 30 s), so that their more precise
+/// errors come first from a server that answers at all.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(35);
+
+/// Operations abandoned at their deadline whose thread still waits on the server: at most
+/// [`MAX_STRANDED`], then operations are refused at once until one of them ends.
+static STRANDED: AtomicUsize = AtomicUsize::new(0);
+
+/// See [`STRANDED`].
+const MAX_STRANDED: usize = 2;
 
 /// Longest attribute string built with `ds_db_extra_attrs` (Kamailio's buffer).
 const ATTRS_MAX: usize = 1023;
@@ -217,6 +234,8 @@ pub struct DbSource {
     pub extra_attrs: Vec<(String, String)>,
     /// `db_notify_channel` (sipdisp, PostgreSQL only): the channel to `LISTEN` on.
     pub notify_channel: Option<String>,
+    /// `db_timeout` (sipdisp): how long one operation (connect, queries) may take.
+    pub timeout: Duration,
 }
 
 /// A destination to insert (`dispatcher.add` with `persist_rpc_changes`).
@@ -437,16 +456,85 @@ impl DbSource {
         r
     }
 
-    /// Reads and checks every destination (reference §2.7). Blocking.
+    /// Runs `op` on a thread of its own and waits for it at most [`DbSource::timeout`]; past
+    /// it the operation is abandoned (its thread ends whenever the server lets it) and an
+    /// error says so. While [`MAX_STRANDED`] abandoned operations still wait, another is
+    /// refused at once rather than start a thread more.
+    fn bounded<T: Send + 'static>(
+        &self,
+        what: &str,
+        op: impl FnOnce(&DbSource) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let stranded = STRANDED.load(Ordering::Relaxed);
+        if stranded >= MAX_STRANDED {
+            return Err(DbError(format!(
+                "{}: {stranded} earlier operations still wait for the server (no answer \
+                 within db_timeout); not starting another",
+                self.url.redacted()
+            )));
+        }
+        // `None` in the slot: the caller still waits; the thread leaves its result there.
+        // The caller marks the slot abandoned under the same lock, so exactly one side
+        // counts the operation as stranded and as ended.
+        struct Slot<T> {
+            result: Option<Result<T, DbError>>,
+            abandoned: bool,
+        }
+        let slot = Arc::new((
+            Mutex::new(Slot {
+                result: None,
+                abandoned: false,
+            }),
+            std::sync::Condvar::new(),
+        ));
+        let theirs = Arc::clone(&slot);
+        let source = self.clone();
+        std::thread::Builder::new()
+            .name("sipdisp-db".into())
+            .spawn(move || {
+                let r = op(&source);
+                let (m, cv) = &*theirs;
+                let mut s = m.lock().unwrap_or_else(|p| p.into_inner());
+                if s.abandoned {
+                    STRANDED.fetch_sub(1, Ordering::Relaxed);
+                } else {
+                    s.result = Some(r);
+                    cv.notify_one();
+                }
+            })
+            .map_err(|e| DbError(format!("cannot start a database thread: {e}")))?;
+        let (m, cv) = &*slot;
+        let s = m.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut s, _) = cv
+            .wait_timeout_while(s, self.timeout, |s| s.result.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        match s.result.take() {
+            Some(r) => r,
+            None => {
+                s.abandoned = true;
+                STRANDED.fetch_add(1, Ordering::Relaxed);
+                Err(DbError(format!(
+                    "{}: no answer to {what} within db_timeout ({} s); gave up",
+                    self.name(),
+                    self.timeout.as_secs_f64()
+                )))
+            }
+        }
+    }
+
+    /// Reads and checks every destination (reference §2.7). Blocking, at most `db_timeout`.
     pub fn load(
         &self,
         params: &DispatchParams,
         hooks: &LoadHooks<'_>,
     ) -> Result<LoadedList, SourceError> {
-        let unavailable = |e: DbError| SourceError::Unavailable(e.0);
-        let mut c = self.connect(false).map_err(unavailable)?;
-        let version = self.version(&mut *c).map_err(unavailable)?;
-        let rows = self.rows(&mut *c, version).map_err(unavailable)?;
+        let rows = self
+            .bounded("reading the destinations", |s| {
+                let mut c = s.connect(false)?;
+                let version = s.version(&mut *c)?;
+                s.rows(&mut *c, version)
+            })
+            .map_err(|e| SourceError::Unavailable(e.0))?;
         let cols = RowColumns {
             set: &self.columns.setid,
             uri: &self.columns.destination,
@@ -454,8 +542,28 @@ impl DbSource {
         parse_rows(&self.name(), cols, &rows, params, hooks).map_err(SourceError::Invalid)
     }
 
-    /// Inserts one destination with the columns the table version has, in a transaction.
+    /// Inserts one destination with the columns the table version has, in a transaction (at
+    /// most `db_timeout`).
     pub fn insert(&self, row: &NewRow<'_>) -> Result<(), DbError> {
+        let (set, uri, flags, priority, attrs) = (
+            row.set,
+            row.uri.to_string(),
+            row.flags,
+            row.priority,
+            row.attrs.to_string(),
+        );
+        self.bounded("inserting the destination", move |s| {
+            s.insert_now(&NewRow {
+                set,
+                uri: &uri,
+                flags,
+                priority,
+                attrs: &attrs,
+            })
+        })
+    }
+
+    fn insert_now(&self, row: &NewRow<'_>) -> Result<(), DbError> {
         let mut c = self.connect(true)?;
         let version = self.version(&mut *c)?;
         let cols = &self.columns;
@@ -490,8 +598,13 @@ impl DbSource {
     }
 
     /// Deletes, in one transaction, every row of `set` whose destination normalises (like a
-    /// list entry: the `sip:` retry) to exactly `uri`.
+    /// list entry: the `sip:` retry) to exactly `uri` (at most `db_timeout`).
     pub fn delete(&self, set: u32, uri: &[u8]) -> Result<(), DbError> {
+        let uri = uri.to_vec();
+        self.bounded("deleting the destination", move |s| s.delete_now(set, &uri))
+    }
+
+    fn delete_now(&self, set: u32, uri: &[u8]) -> Result<(), DbError> {
         let mut c = self.connect(true)?;
         let cols = &self.columns;
         let select = format!(
@@ -680,7 +793,57 @@ mod tests {
                 .map(|(a, c)| (a.to_string(), c.to_string()))
                 .collect(),
             notify_channel: None,
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// A server that accepts and then never answers (stopped, wedged) costs a reload
+    /// `db_timeout`, not forever; abandoned operations are bounded.
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_server_that_never_answers_costs_db_timeout_not_forever() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let held = std::thread::spawn(move || {
+            // Accept and hold the connections without a byte of answer.
+            let mut conns = Vec::new();
+            for c in silent.incoming().take(MAX_STRANDED + 1) {
+                conns.push(c);
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        let src = DbSource {
+            url: DbUrl::parse(
+                &format!("postgres://u:p@127.0.0.1:{port}/kamailio"),
+                Path::new("/"),
+            )
+            .unwrap(),
+            timeout: Duration::from_millis(300),
+            ..source(&[])
+        };
+        let params = DispatchParams::default();
+        for _ in 0..MAX_STRANDED {
+            let start = std::time::Instant::now();
+            let e = src.load(&params, &LoadHooks::default()).unwrap_err();
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                start.elapsed()
+            );
+            let SourceError::Unavailable(why) = e else {
+                panic!("{e:?}")
+            };
+            assert!(
+                why.contains("no answer to reading the destinations within db_timeout"),
+                "{why}"
+            );
+        }
+        // Both threads still wait on the silent server: the next operation is refused at once.
+        let start = std::time::Instant::now();
+        let e = src.delete(1, b"sip:127.0.0.1:5070").unwrap_err();
+        assert!(start.elapsed() < Duration::from_millis(200));
+        assert!(e.0.contains("earlier operations still wait"), "{e}");
+        drop(held);
     }
 
     #[test]

@@ -574,6 +574,40 @@ fn postgres_lists_like_kamailio_and_notify_reloads_two_instances() {
         drop(s);
     }
 
+    // A server that accepts and then stops answering (SIGSTOP) costs a reload `db_timeout`,
+    // not forever; the list stays and the admin plane answers meanwhile.
+    {
+        let (s, admin) = sipdisp(&format!("db_url = \"{url}\"\ndb_timeout = 1"));
+        let before = listing(admin);
+        let pid = pg.0.child.as_ref().expect("postgres runs").id() as i32;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let start = Instant::now();
+        let reload = std::thread::spawn(move || rpc(admin, "dispatcher.reload", json!([])));
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        let during = listing(admin);
+        let list_took = t.elapsed();
+        let (st, v) = reload.join().unwrap();
+        let took = start.elapsed();
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        assert_eq!(during, before);
+        assert!(list_took < Duration::from_millis(500), "{list_took:?}");
+        assert_eq!(st, 500, "{v}");
+        assert_eq!(v["error"]["message"], "Reload Failed", "{v}");
+        assert!(
+            v["error"]["data"].to_string().contains("within db_timeout"),
+            "{v}"
+        );
+        assert!(took < Duration::from_secs(4), "the reload took {took:?}");
+        assert_eq!(listing(admin), before, "the list stays");
+        // Once the server answers again, reloads work.
+        let (st, v) = rpc(admin, "dispatcher.reload", json!([]));
+        assert_eq!(st, 200, "{v}");
+        drop(s);
+    }
+
     // Set 1 is two sipp uas; two instances LISTEN on one channel, which a trigger notifies.
     let (p1, p2) = (free_udp_port(), free_udp_port());
     let _uas: Vec<ChildGuard> = [p1, p2].into_iter().map(sipp_uas).collect();
