@@ -46,50 +46,6 @@ impl Shared {
 
     /// The counters of all workers, summed.
     pub fn counters(&self) -> Counters {
-        sum(&self.published.lock().unwrap_or_else(|p| p.into_inner()))
+        Counters::sum(&self.published.lock().unwrap_or_else(|p| p.into_inner()))
     }
-}
-
-fn sum(all: &[Counters]) -> Counters {
-    let mut total = Counters::default();
-    for c in all {
-        total.forwarded += c.forwarded;
-        total.routed += c.routed;
-        total.relayed += c.relayed;
-        total.absorbed += c.absorbed;
-        total.for_us += c.for_us;
-        total.calls_expired += c.calls_expired;
-        total.truncated += c.truncated;
-        total.txn.add(&c.txn);
-        total.forbidden_next_hop += c.forbidden_next_hop;
-        total.sips_refused += c.sips_refused;
-        total.pike_blocked += c.pike_blocked;
-        total.overload_refused += c.overload_refused;
-        total.backlog_batches += c.backlog_batches;
-        total.too_many_headers += c.too_many_headers;
-        total.pike_blocked_sources += c.pike_blocked_sources;
-        total.pike_top.extend_from_slice(&c.pike_top);
-        for (t, v) in total.send_failures.iter_mut().zip(c.send_failures) {
-            *t += v;
-        }
-        for (t, v) in total.replied.iter_mut().zip(c.replied) {
-            *t += v;
-        }
-        for (t, v) in total.dropped.iter_mut().zip(c.dropped) {
-            *t += v;
-        }
-        for (t, v) in total.requests.iter_mut().zip(&c.requests) {
-            t.iter_mut().zip(v).for_each(|(t, v)| *t += v);
-        }
-        for (t, v) in total.responses.iter_mut().zip(c.responses) {
-            *t += v;
-        }
-        if total.route_hits.len() < c.route_hits.len() {
-            total.route_hits.resize(c.route_hits.len(), 0);
-        }
-        for (t, v) in total.route_hits.iter_mut().zip(&c.route_hits) {
-            *t += v;
-        }
-    }
-    total
 }

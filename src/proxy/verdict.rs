@@ -284,6 +284,51 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The counters of several workers added up (the flood-control top lists joined).
+    pub fn sum(all: &[Counters]) -> Counters {
+        let mut total = Counters::default();
+        for c in all {
+            total.forwarded += c.forwarded;
+            total.routed += c.routed;
+            total.relayed += c.relayed;
+            total.absorbed += c.absorbed;
+            total.for_us += c.for_us;
+            total.calls_expired += c.calls_expired;
+            total.truncated += c.truncated;
+            total.txn.add(&c.txn);
+            total.forbidden_next_hop += c.forbidden_next_hop;
+            total.sips_refused += c.sips_refused;
+            total.pike_blocked += c.pike_blocked;
+            total.overload_refused += c.overload_refused;
+            total.backlog_batches += c.backlog_batches;
+            total.too_many_headers += c.too_many_headers;
+            total.pike_blocked_sources += c.pike_blocked_sources;
+            total.pike_top.extend_from_slice(&c.pike_top);
+            for (t, v) in total.send_failures.iter_mut().zip(c.send_failures) {
+                *t += v;
+            }
+            for (t, v) in total.replied.iter_mut().zip(c.replied) {
+                *t += v;
+            }
+            for (t, v) in total.dropped.iter_mut().zip(c.dropped) {
+                *t += v;
+            }
+            for (t, v) in total.requests.iter_mut().zip(&c.requests) {
+                t.iter_mut().zip(v).for_each(|(t, v)| *t += v);
+            }
+            for (t, v) in total.responses.iter_mut().zip(c.responses) {
+                *t += v;
+            }
+            if total.route_hits.len() < c.route_hits.len() {
+                total.route_hits.resize(c.route_hits.len(), 0);
+            }
+            for (t, v) in total.route_hits.iter_mut().zip(&c.route_hits) {
+                *t += v;
+            }
+        }
+        total
+    }
+
     /// Adds what the datapath counted in one batch (kernel send refusals, truncations).
     pub fn count_io(&mut self, io: &BatchStats) {
         self.send_failures[SEND_FAILURES.len() - 1] += io.send_errors;
