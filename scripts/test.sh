@@ -49,6 +49,10 @@ if [ -f ../shared/tools/circles.py ]; then
   echo "== import circles"
   python3 ../shared/tools/circles.py src
 fi
+# The fuzz targets (run by hand with cargo-fuzz, README "Fuzzing") must keep compiling.
+echo "== fuzz targets compile"
+cargo check --locked --manifest-path parser/fuzz/Cargo.toml --bins
+cargo check --locked --manifest-path tests/fuzz/Cargo.toml --bins
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --locked --no-fail-fast
