@@ -119,6 +119,7 @@ pub fn render(shared: &Shared, health: &Health) -> String {
     let mut reg = Registry::with_prefix("sipdisp");
     process(&mut reg, shared, health);
     destinations(&mut reg, shared);
+    call_loads(&mut reg, shared);
     let m = health.metrics();
     reg.register("probes_sent", "Keepalive requests sent", m.sent.clone());
     reg.register(
@@ -310,6 +311,28 @@ fn process(reg: &mut Registry, shared: &Shared, health: &Health) {
         "call_load_expired",
         "Algorithm-10 calls removed by ds_hash_expire / ds_hash_initexpire",
         expired,
+    );
+}
+
+/// Algorithm 10's call-load table, when `ds_hash_size` makes one.
+fn call_loads(reg: &mut Registry, shared: &Shared) {
+    let plane = shared.plane.load_full();
+    let Some(t) = plane.snapshot.calls() else {
+        return;
+    };
+    let calls = Gauge::<i64>::default();
+    calls.set(i64::try_from(t.len()).unwrap_or(i64::MAX));
+    reg.register(
+        "call_load_calls",
+        "Calls counted in the algorithm-10 call-load table",
+        calls,
+    );
+    let refused = Counter::<u64>::default();
+    refused.inc_by(t.refused());
+    reg.register(
+        "call_load_refused",
+        "Algorithm-10 calls not counted because the call-load table was full (call_load_capacity)",
+        refused,
     );
 }
 

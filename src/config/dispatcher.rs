@@ -82,6 +82,7 @@ pub(crate) const DISPATCHER_KEYS: &[&str] = &[
     "ds_hash_expire",
     "ds_hash_initexpire",
     "ds_hash_check_interval",
+    "call_load_capacity",
     "ds_load_mode",
     "ds_attrs_none",
     "reload_delta",
@@ -412,6 +413,9 @@ pub(crate) fn read_dispatcher(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, dir: &Path) 
     secs!(ds_hash_expire);
     secs!(ds_hash_initexpire);
     secs!(ds_hash_check_interval);
+    if let Some(n) = small::<usize>(ctx, t, "call_load_capacity", 1..=100_000_000) {
+        p.call_load_capacity = n;
+    }
     num!(ds_load_mode, 0..=1);
     flag!(ds_attrs_none);
     secs!(reload_delta);

@@ -7,9 +7,15 @@
 //! allocates: it is sharded (one `Mutex<HashMap>` per shard, shard count derived from
 //! `ds_hash_size`) so workers rarely contend. Kamailio's bucket function (`core_case_hash`) is
 //! internal; any map gives the same observable behaviour. Time is passed in.
+//!
+//! Unlike Kamailio's, the table is bounded (`call_load_capacity`): an unconfirmed entry lives
+//! `ds_hash_initexpire` (two hours by default), so a flood of INVITEs that no backend answers
+//! would otherwise grow it without limit. A call beyond the capacity is not counted (the
+//! insert fails, as for a Call-ID already present) and the refusal is counted.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::SetId;
@@ -45,6 +51,10 @@ pub struct CallLoadTable {
     /// When the expiry timer is next due (`None`: at once). Taken once per worker per
     /// `ds_hash_check_interval`, never per message.
     next_check: Mutex<Option<Instant>>,
+    /// Most entries per shard.
+    per_shard: usize,
+    /// Calls not counted because their shard was full.
+    refused: AtomicU64,
 }
 
 impl CallLoadTable {
@@ -59,7 +69,20 @@ impl CallLoadTable {
             expire,
             initexpire,
             next_check: Mutex::new(None),
+            per_shard: usize::MAX,
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Bounds the table to about `calls` entries (each shard holds its share, at least one).
+    pub fn with_capacity(mut self, calls: usize) -> Self {
+        self.per_shard = calls.div_ceil(self.shards.len()).max(1);
+        self
+    }
+
+    /// Calls that were not counted because the table was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Claims one run of the expiry timer: true for exactly one caller at or after the next
@@ -79,10 +102,15 @@ impl CallLoadTable {
         &self.shards[(h as usize) & (self.shards.len() - 1)]
     }
 
-    /// Inserts a new call; false (and nothing changed) if the Call-ID is already present.
+    /// Inserts a new call; false (and nothing changed) if the Call-ID is already present or
+    /// its shard is full (then counted in [`CallLoadTable::refused`]).
     pub fn insert(&self, call_id: &[u8], set: SetId, duid: &[u8], now: Instant) -> bool {
         let mut m = lock(self.shard(call_id));
         if m.contains_key(call_id) {
+            return false;
+        }
+        if m.len() >= self.per_shard {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         m.insert(
@@ -160,6 +188,22 @@ impl CallLoadTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_is_bounded_and_counts_what_it_refuses() {
+        // 2 shards of 3: at most 6 calls, whatever arrives; freed room is usable again.
+        let t = CallLoadTable::new(1, Duration::from_secs(100), Duration::from_secs(10))
+            .with_capacity(6);
+        let now = Instant::now();
+        let added = (0..1000)
+            .filter(|i| t.insert(format!("c{i}").as_bytes(), SetId(1), b"d", now))
+            .count();
+        assert_eq!(added, 6);
+        assert_eq!(t.len(), 6);
+        assert_eq!(t.refused(), 994);
+        assert_eq!(t.expire(now + Duration::from_secs(11), |_| {}), 6);
+        assert!(t.insert(b"after", SetId(1), b"d", now));
+    }
 
     #[test]
     fn expiry_check_is_claimed_once_per_interval() {

@@ -69,6 +69,9 @@ pub struct DispatchParams {
     pub ds_hash_initexpire: Duration,
     /// `ds_hash_check_interval`: how often the caller should run call-load expiry. Default 30 s.
     pub ds_hash_check_interval: Duration,
+    /// `call_load_capacity` (sipdisp): most calls the call-load table holds; a call beyond it
+    /// is routed as algorithm 10 routes a call it cannot count. Default 1,000,000.
+    pub call_load_capacity: usize,
     /// `ds_load_mode`: 0 skip bad destinations, 1 fail the whole load. Default 0.
     pub ds_load_mode: u8,
     /// `ds_attrs_none`: store `none=yes` for entries without attrs. Default false.
@@ -123,6 +126,7 @@ impl Default for DispatchParams {
             ds_hash_expire: Duration::from_secs(7200),
             ds_hash_initexpire: Duration::from_secs(7200),
             ds_hash_check_interval: Duration::from_secs(30),
+            call_load_capacity: 1_000_000,
             ds_load_mode: 0,
             ds_attrs_none: false,
             reload_delta: Duration::from_secs(5),

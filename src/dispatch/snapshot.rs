@@ -353,11 +353,14 @@ impl Snapshot {
             sets.push(set);
         }
         let calls = (params.ds_hash_size > 0).then(|| {
-            Arc::new(CallLoadTable::new(
-                params.ds_hash_size,
-                params.ds_hash_expire,
-                params.ds_hash_initexpire,
-            ))
+            Arc::new(
+                CallLoadTable::new(
+                    params.ds_hash_size,
+                    params.ds_hash_expire,
+                    params.ds_hash_initexpire,
+                )
+                .with_capacity(params.call_load_capacity),
+            )
         });
         Snapshot {
             sets: sets.into(),

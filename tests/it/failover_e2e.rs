@@ -345,6 +345,45 @@ fn call_load_goes_up_and_back_down_and_a_full_destination_is_skipped() {
 }
 
 #[test]
+fn a_full_call_load_table_routes_calls_without_counting_them() {
+    require_sipp();
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let _uas = [sipp_uas(pa), sipp_uas(pb)];
+    thread::sleep(Duration::from_millis(300));
+    let admin = free_tcp_port();
+    let list = format!("1 sip:127.0.0.1:{pa} 0 0 duid=a\n1 sip:127.0.0.1:{pb} 0 0 duid=b\n");
+    // One bucket pair of one call each: at most two calls counted.
+    let lb = Sipdisp::start(
+        &config_with(admin, "ds_hash_size = 1\ncall_load_capacity = 2", "1=10"),
+        &list,
+    );
+    let target = lb.addr();
+    let uac =
+        thread::spawn(move || sipp_uac_with("uac_dialog.xml", target, 6, 10, &["-d", "3000"]));
+    thread::sleep(Duration::from_millis(1800));
+    let during: u64 = loads(admin).iter().map(|(_, l)| l).sum();
+    let counted = metric(admin, "sipdisp_call_load_calls");
+    let refused = metric(admin, "sipdisp_call_load_refused_total");
+    let out = uac.join().unwrap();
+    let (ok, failed) = outcome(&out);
+    let after: u64 = loads(admin).iter().map(|(_, l)| l).sum();
+    drop(lb);
+    assert_eq!(
+        (ok, failed),
+        (6, 0),
+        "every call is routed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        (1..=2).contains(&during),
+        "loads while the calls last: {during}"
+    );
+    assert_eq!(counted, during as f64);
+    assert_eq!(refused, 6.0 - during as f64, "the calls not counted");
+    assert_eq!(after, 0, "after every BYE");
+}
+
+#[test]
 fn parallel_forking_first_200_wins_and_the_others_are_cancelled() {
     require_sipp();
     let calls = 10;
