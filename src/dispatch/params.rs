@@ -70,7 +70,7 @@ pub struct DispatchParams {
     /// `ds_hash_check_interval`: how often the caller should run call-load expiry. Default 30 s.
     pub ds_hash_check_interval: Duration,
     /// `call_load_capacity` (sipdisp): most calls the call-load table holds; a call beyond it
-    /// is routed as algorithm 10 routes a call it cannot count. Default 1,000,000.
+    /// goes to the least-loaded destination without adding load. Default 1,000,000.
     pub call_load_capacity: usize,
     /// `ds_load_mode`: 0 skip bad destinations, 1 fail the whole load. Default 0.
     pub ds_load_mode: u8,
