@@ -253,7 +253,7 @@ impl Rig {
             hash_template: None,
             pike: Some(PikeConfig {
                 sampling_time_unit: Duration::from_secs(2),
-                reqs_density_per_unit: 8,
+                reqs_density_per_unit: 5,
                 remove_latency: Duration::from_secs(4),
                 max_sources: 64,
                 reply_503: true,
@@ -500,11 +500,11 @@ fn request(b: &mut Bytes<'_>, from: SocketAddr) -> Vec<u8> {
     let method = *METHODS.get(usize::from(b.u8() % 12)).unwrap_or(&"INVITE");
     let call = b.u8() % 4;
     let cseq = if b.u8() < 192 { 1 } else { 2 };
-    let (opts, more) = match b.u8() {
+    let (opts, more, size) = match b.u8() {
         // Plain: `rport`, the usual Request-URI, Max-Forwards 70 (a To tag when in a dialog).
-        0..128 if matches!(method, "BYE" | "PRACK" | "UPDATE") => (0x20, 13),
-        0..128 => (0x00, 13),
-        _ => (b.u8(), b.u8()),
+        0..128 if matches!(method, "BYE" | "PRACK" | "UPDATE") => (0x20, 13, 0),
+        0..128 => (0x00, 13, 0),
+        _ => (b.u8(), b.u8(), b.u8()),
     };
     let host = match from {
         SocketAddr::V4(a) => a.ip().to_string(),
@@ -569,6 +569,22 @@ fn request(b: &mut Bytes<'_>, from: SocketAddr) -> Vec<u8> {
         1 => m.push_str("X-Load: 1\r\n"),
         2 if more & 0x20 != 0 => m.push_str("X-SLoad: 1\r\n"),
         _ => {}
+    }
+    // Sizes beyond the scanner's fixed capacities: 100 Vias (RFC 4475 style, more header
+    // lines than it indexes), or one header of a few kilobytes.
+    if size & 0x03 == 0x01 {
+        for i in 0..100 {
+            m.push_str(&format!(
+                "Via: SIP/2.0/UDP 203.0.113.{}:5060;branch=z9hG4bK-{i}\r\n",
+                i % 250
+            ));
+        }
+    }
+    if size & 0x0c == 0x04 {
+        m.push_str(&format!(
+            "X-Big: {}\r\n",
+            "y".repeat(3000 + usize::from(size) * 7)
+        ));
     }
     m.push_str("Content-Length: 4\r\n\r\nv=0\n");
     m.into_bytes()
@@ -722,6 +738,7 @@ mod tests {
             ("flood-limited", seen.pike_blocked),
             ("refused while behind", seen.overload_refused),
             ("4xx replies", seen.replied[4]),
+            ("too many header lines", seen.too_many_headers),
             ("transactions", t.started),
             ("CANCELs matched", t.cancels),
             ("retransmissions absorbed", t.retransmissions_in),
