@@ -10,8 +10,9 @@
 //! * a response goes to a peer only if that peer sent a request of the same call (no answer
 //!   of one caller's call reaches another);
 //! * one message never causes more than a bounded number of transmits (no amplification);
-//! * once the clock has run past every timer, no transaction is left in the table and, after
-//!   the call-load expiry, no call load on any destination.
+//! * once the clock has run past every timer, no transaction is left in the table, no plane
+//!   replaced by a reload is kept alive and, after the call-load expiry, no call load is left on
+//!   any destination.
 //!
 //! Two workers share the transaction table, and each message goes to the worker its source
 //! hashes to (as the kernel's flow steering does): a caller's requests and its gateways'
@@ -180,6 +181,8 @@ struct Rig {
     params: DispatchParams,
     now: Instant,
     sink: Recorder,
+    /// Planes replaced by reloads: once their calls have ended, nothing may keep them.
+    retired: Vec<std::sync::Weak<Plane>>,
 }
 
 fn plane(list: usize, params: &DispatchParams, old: Option<&Plane>) -> Arc<Plane> {
@@ -275,6 +278,7 @@ impl Rig {
             list: 0,
             params,
             now,
+            retired: Vec::new(),
             sink: Recorder {
                 kept: Vec::new(),
                 next: 0,
@@ -304,7 +308,10 @@ impl Rig {
             data,
             flow: Flow::udp(SocketIdx(0), from),
         };
-        let v = self.workers[steer(from)].handle(self.now, &self.plane, &pkt, &mut self.sink);
+        let w = &mut self.workers[steer(from)];
+        let v = w.handle(self.now, &self.plane, &pkt, &mut self.sink);
+        // As the I/O loop does after each batch: health takes the marks (dst-down events).
+        w.take_marks(|_| {});
         if std::env::var_os("RIG_DEBUG").is_some() {
             eprintln!("{v:?} <- {}", String::from_utf8_lossy(data));
         }
@@ -321,6 +328,7 @@ impl Rig {
         self.sink.start();
         for w in &mut self.workers {
             w.handle_timeout(self.now, &self.plane, &mut self.sink);
+            w.take_marks(|_| {});
         }
     }
 
@@ -402,7 +410,9 @@ impl Rig {
             // A reload switches the list.
             _ => {
                 self.list = 1 - self.list;
-                self.plane = plane(self.list, &self.params, Some(&self.plane));
+                let new = plane(self.list, &self.params, Some(&self.plane));
+                self.retired
+                    .push(Arc::downgrade(&std::mem::replace(&mut self.plane, new)));
             }
         }
     }
@@ -445,6 +455,10 @@ impl Rig {
             self.table.live(),
             0,
             "transactions left after the timers ran"
+        );
+        assert!(
+            self.retired.iter().all(|w| w.upgrade().is_none()),
+            "a plane replaced by a reload is still kept after its calls ended"
         );
         for set in self.plane.snapshot.sets() {
             for d in set.destinations() {
