@@ -14,6 +14,8 @@ struct Counting;
 
 thread_local! {
     static ALLOCS: Cell<usize> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed by this thread.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
 }
 
 // SAFETY: forwards to the system allocator unchanged; the counter is a plain thread-local
@@ -21,15 +23,18 @@ thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
+        LIVE.with(|c| c.set(c.get() + l.size() as isize));
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.with(|c| c.set(c.get() - l.size() as isize));
         // SAFETY: same contract as our caller's.
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
+        LIVE.with(|c| c.set(c.get() + n as isize - l.size() as isize));
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(p, l, n) }
     }
@@ -37,6 +42,13 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// Bytes that `f` (on this thread) allocated and did not free, its result dropped first.
+pub(crate) fn retained<R>(f: impl FnOnce() -> R) -> isize {
+    let before = LIVE.with(Cell::get);
+    drop(f());
+    LIVE.with(Cell::get) - before
+}
 
 pub(crate) fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let before = ALLOCS.with(Cell::get);
