@@ -30,7 +30,6 @@ mod sqlite;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::SourceError;
@@ -47,12 +46,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// errors come first from a server that answers at all.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(35);
 
-/// Operations abandoned at their deadline whose thread still waits on the server: at most
-/// [`MAX_STRANDED`], then operations are refused at once until one of them ends.
-static STRANDED: AtomicUsize = AtomicUsize::new(0);
+/// Database operations whose thread still runs, abandoned ones included: at most
+/// [`MAX_RUNNING`], then operations are refused at once until one of them ends.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
-/// See [`STRANDED`].
-const MAX_STRANDED: usize = 2;
+/// See [`RUNNING`].
+const MAX_RUNNING: usize = 2;
 
 /// Longest attribute string built with `ds_db_extra_attrs` (Kamailio's buffer).
 const ATTRS_MAX: usize = 1023;
@@ -458,68 +457,45 @@ impl DbSource {
 
     /// Runs `op` on a thread of its own and waits for it at most [`DbSource::timeout`]; past
     /// it the operation is abandoned (its thread ends whenever the server lets it) and an
-    /// error says so. While [`MAX_STRANDED`] abandoned operations still wait, another is
-    /// refused at once rather than start a thread more.
+    /// error says so. While [`MAX_RUNNING`] operations' threads still run (abandoned ones: the
+    /// control lock lets one operation at a time wait), another is refused at once rather
+    /// than start a thread more.
     fn bounded<T: Send + 'static>(
         &self,
         what: &str,
         op: impl FnOnce(&DbSource) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
-        let stranded = STRANDED.load(Ordering::Relaxed);
-        if stranded >= MAX_STRANDED {
+        let running = RUNNING.fetch_add(1, Ordering::Relaxed);
+        if running >= MAX_RUNNING {
+            RUNNING.fetch_sub(1, Ordering::Relaxed);
             return Err(DbError(format!(
-                "{}: {stranded} earlier operations still wait for the server (no answer \
+                "{}: {running} earlier operations still wait for the server (no answer \
                  within db_timeout); not starting another",
                 self.url.redacted()
             )));
         }
-        // `None` in the slot: the caller still waits; the thread leaves its result there.
-        // The caller marks the slot abandoned under the same lock, so exactly one side
-        // counts the operation as stranded and as ended.
-        struct Slot<T> {
-            result: Option<Result<T, DbError>>,
-            abandoned: bool,
-        }
-        let slot = Arc::new((
-            Mutex::new(Slot {
-                result: None,
-                abandoned: false,
-            }),
-            std::sync::Condvar::new(),
-        ));
-        let theirs = Arc::clone(&slot);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let source = self.clone();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("sipdisp-db".into())
             .spawn(move || {
                 let r = op(&source);
-                let (m, cv) = &*theirs;
-                let mut s = m.lock().unwrap_or_else(|p| p.into_inner());
-                if s.abandoned {
-                    STRANDED.fetch_sub(1, Ordering::Relaxed);
-                } else {
-                    s.result = Some(r);
-                    cv.notify_one();
-                }
-            })
-            .map_err(|e| DbError(format!("cannot start a database thread: {e}")))?;
-        let (m, cv) = &*slot;
-        let s = m.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut s, _) = cv
-            .wait_timeout_while(s, self.timeout, |s| s.result.is_none())
-            .unwrap_or_else(|p| p.into_inner());
-        match s.result.take() {
-            Some(r) => r,
-            None => {
-                s.abandoned = true;
-                STRANDED.fetch_add(1, Ordering::Relaxed);
-                Err(DbError(format!(
-                    "{}: no answer to {what} within db_timeout ({} s); gave up",
-                    self.name(),
-                    self.timeout.as_secs_f64()
-                )))
-            }
+                // Counted out before the result is handed over: whoever reads it sees the
+                // operation ended. Nobody may be waiting any more (then the send fails).
+                RUNNING.fetch_sub(1, Ordering::Relaxed);
+                let _ = tx.send(r);
+            });
+        if let Err(e) = spawned {
+            RUNNING.fetch_sub(1, Ordering::Relaxed);
+            return Err(DbError(format!("cannot start a database thread: {e}")));
         }
+        rx.recv_timeout(self.timeout).unwrap_or_else(|_| {
+            Err(DbError(format!(
+                "{}: no answer to {what} within db_timeout ({} s); gave up",
+                self.name(),
+                self.timeout.as_secs_f64()
+            )))
+        })
     }
 
     /// Reads and checks every destination (reference §2.7). Blocking, at most `db_timeout`.
@@ -807,7 +783,7 @@ mod tests {
         let held = std::thread::spawn(move || {
             // Accept and hold the connections without a byte of answer.
             let mut conns = Vec::new();
-            for c in silent.incoming().take(MAX_STRANDED + 1) {
+            for c in silent.incoming().take(MAX_RUNNING + 1) {
                 conns.push(c);
             }
             std::thread::sleep(Duration::from_secs(3));
@@ -822,7 +798,7 @@ mod tests {
             ..source(&[])
         };
         let params = DispatchParams::default();
-        for _ in 0..MAX_STRANDED {
+        for _ in 0..MAX_RUNNING {
             let start = std::time::Instant::now();
             let e = src.load(&params, &LoadHooks::default()).unwrap_err();
             assert!(
